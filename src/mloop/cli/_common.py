@@ -1,0 +1,90 @@
+"""What every command shares: the console, the workspace, errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mloop.core.errors import MloopError
+
+if TYPE_CHECKING:
+    from mloop.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED_CHECK = 1
+EXIT_ERROR = 2
+
+
+class Group(TyperGroup):
+    """Turns every MloopError raised by any command into one red error line on stderr and
+    exit code 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MloopError as exc:
+            fail(exc.message)
+
+
+def new_app(help_text: str) -> typer.Typer:
+    return typer.Typer(
+        help=help_text,
+        cls=Group,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+
+def open_workspace(ctx: typer.Context) -> Workspace:
+    from mloop.workspace import Workspace
+
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    ws: Workspace | None = obj.get("ws")
+    if ws is None:
+        ws = Workspace.open(obj.get("workspace"))
+        obj["ws"] = ws
+        root.obj = obj
+        root.call_on_close(ws.close)
+    return ws
+
+
+def dump(value: Any) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, BaseModel):
+            return o.model_dump(mode="json")
+        return str(o)
+
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(indent=2)
+    if isinstance(value, list) and all(isinstance(v, BaseModel) for v in value):
+        return json.dumps([v.model_dump(mode="json") for v in value], indent=2)
+    return json.dumps(value, indent=2, default=default)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(dump(value) + "\n")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def fmt_time(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def fmt_num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

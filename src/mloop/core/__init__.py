@@ -1,0 +1,31 @@
+"""Foundations every other package stands on; imports nothing else of mloop."""
+
+from mloop.core.errors import (
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    InvalidInput,
+    MloopError,
+    NotFound,
+    SchemaMismatch,
+    StorageError,
+    Unauthorized,
+)
+from mloop.core.schema import Column, ColumnType, TableSchema
+from mloop.core.settings import Settings
+
+__all__ = [
+    "Column",
+    "ColumnType",
+    "Conflict",
+    "Forbidden",
+    "IntegrityError",
+    "InvalidInput",
+    "MloopError",
+    "NotFound",
+    "SchemaMismatch",
+    "Settings",
+    "StorageError",
+    "TableSchema",
+    "Unauthorized",
+]

@@ -1,0 +1,91 @@
+"""The one error tree of mloop.
+
+    MloopError                  base; never raised itself
+    ├── InvalidInput            the caller sent something wrong          (HTTP 400 / 422)
+    │   └── SchemaMismatch      rows or columns do not fit a schema      (HTTP 422)
+    ├── NotFound                the named thing does not exist           (HTTP 404)
+    ├── Conflict                it exists, or changed under us           (HTTP 409)
+    ├── Unauthorized            no or bad credentials                    (HTTP 401)
+    ├── Forbidden               credentials lack the right               (HTTP 403)
+    └── StorageError            a backend failed or holds corrupt data   (HTTP 503 / 500)
+        └── IntegrityError      stored bytes no longer match their hash
+
+Every error has a stable machine ``code`` and a human ``message``; the REST API renders
+``{"error": code, "message": message}`` with ``http_status``; the CLI prints the message and exits
+non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MloopError(Exception):
+    """Base of every error mloop raises on purpose."""
+
+    code = "INTERNAL_ERROR"
+    http_status = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class InvalidInput(MloopError):
+    code = "INVALID_INPUT"
+    http_status = 400
+
+
+class SchemaMismatch(InvalidInput):
+    code = "SCHEMA_MISMATCH"
+    http_status = 422
+
+
+class NotFound(MloopError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class Conflict(MloopError):
+    code = "CONFLICT"
+    http_status = 409
+
+
+class Unauthorized(MloopError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class Forbidden(MloopError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class StorageError(MloopError):
+    code = "STORAGE_ERROR"
+    http_status = 503
+
+
+class IntegrityError(StorageError):
+    code = "INTEGRITY_ERROR"
+    http_status = 500
+
+
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "IntegrityError",
+    "InvalidInput",
+    "MloopError",
+    "NotFound",
+    "SchemaMismatch",
+    "StorageError",
+    "Unauthorized",
+]

@@ -1,0 +1,67 @@
+"""Settings: ``MLOOP_*`` environment variables, then ``mloop.toml`` in the working directory,
+then the defaults below. Backends are chosen here, never in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MLOOP_", toml_file="mloop.toml", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(
+        default=Path(".mloop"),
+        description="Workspace folder: the SQLite database and the artifact store live here.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; "
+        "default sqlite:///<home>/mloop.db. Example: postgresql+psycopg://user@host/db",
+    )
+    artifact_root: Path | None = Field(
+        default=None,
+        description="Folder of the content-addressed artifact store; default <home>/artifacts.",
+    )
+    prediction_log_flush_seconds: float = Field(
+        default=0.5, gt=0, description="The prediction logger writes a batch at least this often."
+    )
+    prediction_log_batch_size: int = Field(
+        default=1000, gt=0, description="... or as soon as this many records wait."
+    )
+    prediction_log_queue_size: int = Field(
+        default=200_000,
+        gt=0,
+        description="Records held in memory at most; beyond it records are counted as dropped.",
+    )
+    alias_cache_seconds: float = Field(
+        default=1.0, ge=0, description="How long the server trusts an alias lookup."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'mloop.db').resolve()}"
+
+    def resolved_artifact_root(self) -> Path:
+        return (self.artifact_root or self.home / "artifacts").resolve()

@@ -1,0 +1,407 @@
+"""Datasets and their immutable, content-addressed versions."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from mloop.core.clock import from_ms, now_ms
+from mloop.core.errors import Conflict, InvalidInput, NotFound
+from mloop.core.ids import new_id
+from mloop.core.schema import TableSchema
+from mloop.data.profile import profile_frame
+from mloop.data.readers import check_table, read_file
+from mloop.data.types import schema_of
+from mloop.security import AuditLog, local_actor
+from mloop.storage import ArtifactStore, Database, LineageStore, tables
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str = "dataset") -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidInput(
+            f"{what} name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME@VERSION`` (``NAME@latest`` too) → (name, version or None)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidInput("empty dataset reference; use NAME or NAME@VERSION")
+    name, _, version = ref.strip().partition("@")
+    check_name(name)
+    if "@" in ref and not version:
+        raise InvalidInput(f"dataset reference {ref!r} has an empty version after '@'")
+    return name, (version or None)
+
+
+def content_hash(table: pa.Table) -> str:
+    """sha256 of the table's canonical Arrow IPC form: same rows and schema, same hash."""
+    canonical = table.combine_chunks().replace_schema_metadata(None)
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, canonical.schema) as writer:
+        for batch in canonical.to_batches(max_chunksize=1 << 16):
+            writer.write_batch(batch)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+class DatasetVersion(BaseModel):
+    """One immutable version of a dataset: its data is the Parquet blob ``data_digest``."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    id: str
+    dataset: str
+    version: int
+    content_hash: str
+    data_digest: str
+    row_count: int
+    size_bytes: int
+    schema_: TableSchema = Field(alias="schema")
+    profile: dict[str, dict[str, Any]]
+    source: str | None
+    kind: str
+    created_at: datetime
+    created_by: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.dataset}@{self.version}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "id": self.id,
+            "rows": self.row_count,
+            "columns": len(self.schema_.columns),
+            "kind": self.kind,
+            "content_hash": self.content_hash,
+            "created_at": self.created_at.isoformat(),
+            "source": self.source,
+        }
+
+
+class Dataset(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    description: str | None
+    created_at: datetime
+    latest_version: int | None
+    version_count: int
+
+
+def _version_from_row(row: RowMapping, dataset_name: str) -> DatasetVersion:
+    return DatasetVersion(
+        id=row["id"],
+        dataset=dataset_name,
+        version=row["version"],
+        content_hash=row["content_hash"],
+        data_digest=row["data_digest"],
+        row_count=row["row_count"],
+        size_bytes=row["size_bytes"],
+        schema_=TableSchema.model_validate(row["schema"]),
+        profile=row["profile"],
+        source=row["source"],
+        kind=row["kind"],
+        created_at=from_ms(row["created_at"]),
+        created_by=row["created_by"],
+    )
+
+
+def to_arrow(data: Any) -> pa.Table:
+    """Accept an Arrow table, a Polars or pandas frame, or a list of row dicts."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return data.to_arrow()
+    if isinstance(data, list):
+        if not data:
+            raise InvalidInput("no rows given")
+        if not all(isinstance(r, dict) for r in data):
+            raise InvalidInput("rows must be objects mapping column names to values")
+        try:
+            return pa.Table.from_pylist(data)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidInput(f"rows do not form a table: {exc}") from exc
+    try:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            return pa.Table.from_pandas(data, preserve_index=False)
+    except ImportError:  # pragma: no cover
+        pass
+    raise InvalidInput(
+        f"cannot make a dataset from {type(data).__name__}: pass a file path, an Arrow table, "
+        "a Polars or pandas DataFrame, or a list of row dicts"
+    )
+
+
+class DatasetService:
+    """Ingest data into immutable versions; look them up; load them."""
+
+    def __init__(
+        self, db: Database, artifacts: ArtifactStore, audit: AuditLog, lineage: LineageStore
+    ) -> None:
+        self._db = db
+        self._artifacts = artifacts
+        self._audit = audit
+        self._lineage = lineage
+
+    # -- writing -----------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: str | Path | Any,
+        *,
+        name: str,
+        format: str | None = None,
+        description: str | None = None,
+    ) -> DatasetVersion:
+        """Make a version of dataset ``name`` from a file (CSV, Parquet, JSON Lines) or a frame.
+
+        Identical content to an existing version returns that version and writes nothing.
+        A missing, unreadable, empty or ragged input raises and writes nothing.
+        """
+        check_name(name)
+        if isinstance(source, str | Path):
+            table, _fmt = read_file(source, format)
+            source_uri = Path(source).resolve().as_uri()
+        else:
+            table = check_table(to_arrow(source), "the given data")
+            source_uri = None
+        return self.write_version(
+            name, table, source=source_uri, kind="ingest", description=description
+        )
+
+    def write_version(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        source: str | None = None,
+        kind: str = "ingest",
+        description: str | None = None,
+        parents: list[DatasetVersion] | None = None,
+        relation: str = "derived",
+    ) -> DatasetVersion:
+        """The one door through which data becomes a dataset version."""
+        check_name(name)
+        table = check_table(table, f"data for dataset {name!r}")
+        digest_of_content = content_hash(table)
+        existing = self._find_by_hash(name, digest_of_content)
+        if existing is not None:
+            return existing
+
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        profile = profile_frame(frame)
+        schema = schema_of(table)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue()
+        data_digest = self._artifacts.put_bytes(data)  # blob first: a crash leaves no dangling row
+
+        for _attempt in range(5):
+            try:
+                with self._db.write() as conn:
+                    dataset_id = self._dataset_id(conn, name, create=True, description=description)
+                    assert dataset_id is not None
+                    dv = tables.dataset_versions
+                    again = (
+                        conn.execute(
+                            sa.select(dv).where(
+                                dv.c.dataset_id == dataset_id,
+                                dv.c.content_hash == digest_of_content,
+                            )
+                        )
+                        .mappings()
+                        .first()
+                    )
+                    if again is not None:
+                        return _version_from_row(again, name)
+                    latest = conn.execute(
+                        sa.select(sa.func.max(dv.c.version)).where(dv.c.dataset_id == dataset_id)
+                    ).scalar()
+                    version_id = new_id()
+                    row = {
+                        "id": version_id,
+                        "dataset_id": dataset_id,
+                        "version": (latest or 0) + 1,
+                        "content_hash": digest_of_content,
+                        "data_digest": data_digest,
+                        "row_count": table.num_rows,
+                        "size_bytes": len(data),
+                        "schema": schema.model_dump(mode="json"),
+                        "profile": profile,
+                        "source": source,
+                        "kind": kind,
+                        "created_at": now_ms(),
+                        "created_by": local_actor(),
+                    }
+                    conn.execute(dv.insert().values(**row))
+                    node = ("dataset_version", version_id)
+                    if source:
+                        self._lineage.add(conn, ("source", source), node, "ingested")
+                    for parent in parents or []:
+                        self._lineage.add(conn, ("dataset_version", parent.id), node, relation)
+                    self._audit.record(
+                        conn,
+                        "dataset.version.create",
+                        "dataset_version",
+                        f"{name}@{row['version']}",
+                        {"rows": table.num_rows, "kind": kind, "source": source},
+                    )
+                return _version_from_row(row, name)  # type: ignore[arg-type]
+            except DBIntegrityError:
+                continue  # a concurrent writer took the version number or the content; look again
+        raise Conflict(f"could not add a version to dataset {name!r}: too many concurrent writers")
+
+    def _dataset_id(
+        self, conn: Connection, name: str, *, create: bool, description: str | None = None
+    ) -> str | None:
+        d = tables.datasets
+        found = conn.execute(sa.select(d.c.id).where(d.c.name == name)).scalar()
+        if found is not None or not create:
+            return found
+        dataset_id = new_id()
+        conn.execute(
+            d.insert().values(
+                id=dataset_id, name=name, description=description, created_at=now_ms()
+            )
+        )
+        self._audit.record(conn, "dataset.create", "dataset", name)
+        return dataset_id
+
+    def _find_by_hash(self, name: str, digest: str) -> DatasetVersion | None:
+        d, dv = tables.datasets, tables.dataset_versions
+        with self._db.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(dv)
+                    .join(d, d.c.id == dv.c.dataset_id)
+                    .where(d.c.name == name, dv.c.content_hash == digest)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _version_from_row(row, name)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, ref: str) -> DatasetVersion:
+        """Resolve ``NAME``, ``NAME@latest`` or ``NAME@N`` to a version."""
+        name, version = parse_ref(ref)
+        d, dv = tables.datasets, tables.dataset_versions
+        with self._db.read() as conn:
+            dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == name)).scalar()
+            if dataset_id is None:
+                raise NotFound(f"dataset {name!r} does not exist")
+            query = sa.select(dv).where(dv.c.dataset_id == dataset_id)
+            if version in (None, "latest"):
+                query = query.order_by(dv.c.version.desc()).limit(1)
+            else:
+                try:
+                    number = int(version.lstrip("v"))
+                except ValueError as exc:
+                    raise InvalidInput(
+                        f"dataset version {version!r} is not a number; "
+                        f"use {name}@N or {name}@latest"
+                    ) from exc
+                query = query.where(dv.c.version == number)
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                latest = conn.execute(
+                    sa.select(sa.func.max(dv.c.version)).where(dv.c.dataset_id == dataset_id)
+                ).scalar()
+                raise NotFound(
+                    f"dataset {name!r} has no version {version}"
+                    + (f" (latest is {latest})" if latest else " (it has no versions)")
+                )
+        return _version_from_row(row, name)
+
+    def get_by_id(self, version_id: str) -> DatasetVersion:
+        d, dv = tables.datasets, tables.dataset_versions
+        with self._db.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(dv, d.c.name.label("dataset_name"))
+                    .join(d, d.c.id == dv.c.dataset_id)
+                    .where(dv.c.id == version_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFound(f"dataset version {version_id!r} does not exist")
+        return _version_from_row(row, row["dataset_name"])
+
+    def list(self) -> builtins.list[Dataset]:
+        d, dv = tables.datasets, tables.dataset_versions
+        query = (
+            sa.select(
+                d,
+                sa.func.max(dv.c.version).label("latest"),
+                sa.func.count(dv.c.id).label("n"),
+            )
+            .select_from(d.outerjoin(dv, dv.c.dataset_id == d.c.id))
+            .group_by(d.c.id)
+            .order_by(d.c.name)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            Dataset(
+                id=r["id"],
+                name=r["name"],
+                description=r["description"],
+                created_at=from_ms(r["created_at"]),
+                latest_version=r["latest"],
+                version_count=r["n"],
+            )
+            for r in rows
+        ]
+
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
+        check_name(name)
+        d, dv = tables.datasets, tables.dataset_versions
+        with self._db.read() as conn:
+            dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == name)).scalar()
+            if dataset_id is None:
+                raise NotFound(f"dataset {name!r} does not exist")
+            rows = (
+                conn.execute(
+                    sa.select(dv).where(dv.c.dataset_id == dataset_id).order_by(dv.c.version)
+                )
+                .mappings()
+                .all()
+            )
+        return [_version_from_row(r, name) for r in rows]
+
+    def load(self, ref: str | DatasetVersion) -> pa.Table:
+        """The version's rows as an Arrow table (bytes checked against their hash)."""
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        data = self._artifacts.get_bytes(version.data_digest)
+        return pq.read_table(io.BytesIO(data))
+
+    def load_polars(self, ref: str | DatasetVersion) -> pl.DataFrame:
+        frame = pl.from_arrow(self.load(ref))
+        assert isinstance(frame, pl.DataFrame)
+        return frame

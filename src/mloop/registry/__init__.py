@@ -1,0 +1,19 @@
+"""Registered models, versions, aliases."""
+
+from mloop.registry.service import (
+    DEFAULT_ALIAS,
+    ModelVersion,
+    RegisteredModel,
+    RegistryService,
+    check_alias,
+    parse_model_ref,
+)
+
+__all__ = [
+    "DEFAULT_ALIAS",
+    "ModelVersion",
+    "RegisteredModel",
+    "RegistryService",
+    "check_alias",
+    "parse_model_ref",
+]

@@ -1,0 +1,106 @@
+"""Predict on raw rows with a registered model, and log what was served."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mloop.core.clock import now_ms
+from mloop.core.ids import new_id
+from mloop.registry import ModelVersion, RegistryService
+from mloop.serving.prediction_log import PredictionLogger, PredictionRecord
+
+MAX_ROWS_PER_REQUEST = 10_000
+
+
+class PredictionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None = None
+    model: str
+    version: int
+    request_id: str
+    latency_ms: float
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
+class Predictor:
+    """Resolves model references (aliases cached for ``alias_cache_seconds``), keeps loaded
+    models in memory, validates rows against the signature, predicts, and logs."""
+
+    def __init__(
+        self,
+        registry: RegistryService,
+        logger: PredictionLogger | None = None,
+        *,
+        alias_cache_seconds: float = 1.0,
+    ) -> None:
+        self._registry = registry
+        self._logger = logger
+        self._ttl = alias_cache_seconds
+        self._resolved: dict[str, tuple[float, ModelVersion]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: str) -> ModelVersion:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(ref)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        version = self._registry.resolve(ref)
+        with self._lock:
+            self._resolved[ref] = (now + self._ttl, version)
+        return version
+
+    def predict(self, ref: str, rows: Any) -> PredictionResult:
+        from mloop.core.errors import InvalidInput
+
+        if isinstance(rows, list) and len(rows) > MAX_ROWS_PER_REQUEST:
+            raise InvalidInput(
+                f"{len(rows)} rows in one request; the limit is {MAX_ROWS_PER_REQUEST}"
+            )
+        version = self.resolve(ref)
+        model = self._registry.load(version)
+        started = time.perf_counter()
+        predictions, probabilities = model.predict_rows(rows)
+        latency_ms = (time.perf_counter() - started) * 1000
+        request_id = new_id()
+        if self._logger is not None:
+            ts = now_ms()
+            per_row = latency_ms / len(predictions)
+            records = []
+            for i, (row, prediction) in enumerate(zip(rows, predictions, strict=True)):
+                outputs: dict[str, Any] = {"prediction": prediction}
+                if probabilities is not None:
+                    outputs["probabilities"] = probabilities[i]
+                records.append(
+                    PredictionRecord(
+                        request_id=request_id,
+                        row_index=i,
+                        model_name=version.name,
+                        model_version=version.version,
+                        ts_ms=ts,
+                        latency_ms=per_row,
+                        inputs={k: _clean(v) for k, v in row.items()},
+                        outputs=outputs,
+                    )
+                )
+            self._logger.log(records)
+        return PredictionResult(
+            predictions=predictions,
+            probabilities=probabilities,
+            model=version.name,
+            version=version.version,
+            request_id=request_id,
+            latency_ms=latency_ms,
+        )

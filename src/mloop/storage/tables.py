@@ -1,0 +1,202 @@
+"""The metadata schema, as SQLAlchemy Core tables.
+
+Alembic migrations in ``migrations/versions`` create exactly this schema (a test compares them).
+Times are integer Unix milliseconds (UTC); ids are 32-hex UUIDv7 strings.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = sa.String(32)
+NAME = sa.String(255)
+MS = sa.BigInteger
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("data_digest", sa.String(64), nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("schema", sa.JSON, nullable=False),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.UniqueConstraint("dataset_id", "version"),
+    sa.UniqueConstraint("dataset_id", "content_hash"),
+)
+
+expectation_suites = sa.Table(
+    "expectation_suites",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("inferred_from", ID, sa.ForeignKey("dataset_versions.id"), nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.UniqueConstraint("name", "version"),
+)
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False, unique=True),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False, index=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("start_time", MS, nullable=False),
+    sa.Column("end_time", MS, nullable=True),
+    sa.Column("user", NAME, nullable=True),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+)
+
+params = sa.Table(
+    "params",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", NAME, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("key", NAME, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp", MS, nullable=False),
+    sa.Index(None, "run_id", "key", "step"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", NAME, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+run_artifacts = sa.Table(
+    "run_artifacts",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("flavor", sa.String(64), nullable=False),
+    sa.Column("manifest_digest", sa.String(64), nullable=False),
+    sa.Column("signature", sa.JSON, nullable=False),
+    sa.Column("info", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.UniqueConstraint("model_id", "version"),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), primary_key=True),
+    sa.Column("alias", NAME, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+)
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("src_type", sa.String(32), nullable=False),
+    sa.Column("src_id", sa.String(1024), nullable=False),
+    sa.Column("dst_type", sa.String(32), nullable=False),
+    sa.Column("dst_id", sa.String(1024), nullable=False),
+    sa.Column("relation", sa.String(32), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.UniqueConstraint("src_type", "src_id", "dst_type", "dst_id", "relation"),
+    sa.Index(None, "dst_type", "dst_id"),
+)
+
+# -- revision 0002 ---------------------------------------------------------------------------
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("ts", MS, nullable=False, index=True),
+    sa.Column("actor", NAME, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(1024), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("request_id", ID, nullable=False, index=True),
+    sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("model_name", NAME, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("ts", MS, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("outputs", sa.Text, nullable=False),
+    sa.Index(None, "model_name", "ts"),
+)

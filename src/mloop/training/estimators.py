@@ -1,0 +1,131 @@
+"""Estimators by dotted path, and the preprocessing that travels with them."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from mloop.core.errors import InvalidInput
+from mloop.core.schema import Column
+
+DEFAULT_ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
+MAX_ONE_HOT_CATEGORIES = 50
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``k=v`` from the command line: v read as a Python literal when it is one, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInput(f"--param {text!r} is not of the form key=value")
+    raw = raw.strip()
+    lowered = {"true": True, "false": False, "none": None, "null": None}
+    if raw.lower() in lowered:
+        return key.strip(), lowered[raw.lower()]
+    try:
+        return key.strip(), ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key.strip(), raw
+
+
+def resolve_estimator(path: str) -> type[Any]:
+    module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise InvalidInput(
+            f"unknown estimator {path!r}: give a dotted path such as {DEFAULT_ESTIMATOR}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInput(f"unknown estimator {path!r}: {exc}") from exc
+    if not inspect.isclass(cls) or not all(hasattr(cls, m) for m in ("fit", "predict")):
+        raise InvalidInput(f"{path!r} is not an estimator class with fit() and predict()")
+    return cls
+
+
+def make_estimator(path: str, params: Mapping[str, Any]) -> Any:
+    """Instantiate and check the hyper-parameters before any compute is spent."""
+    cls = resolve_estimator(path)
+    try:
+        estimator = cls(**params)
+    except TypeError as exc:
+        raise InvalidInput(f"{path}: {exc}") from exc
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate):
+        try:
+            validate()
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"{path}: {exc}") from exc
+    return estimator
+
+
+def task_of(estimator: Any) -> str:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(estimator):
+        return "classification"
+    if is_regressor(estimator):
+        return "regression"
+    raise InvalidInput(
+        f"{type(estimator).__name__} is neither a classifier nor a regressor "
+        "(scikit-learn's is_classifier / is_regressor)"
+    )
+
+
+def build_pipeline(estimator: Any, features: list[Column]) -> Any:
+    """Imputation, scaling and one-hot encoding, then the estimator: one object to save, so
+    serving takes the raw columns."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c.name for c in features if c.type in ("integer", "float", "boolean")]
+    categorical = [c.name for c in features if c.type == "string"]
+    steps = []
+    if numeric:
+        steps.append(
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            )
+        )
+    if categorical:
+        steps.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        (
+                            "impute",
+                            SimpleImputer(
+                                strategy="constant",
+                                fill_value="__missing__",
+                                keep_empty_features=True,
+                            ),
+                        ),
+                        (
+                            "onehot",
+                            OneHotEncoder(
+                                handle_unknown="infrequent_if_exist",
+                                max_categories=MAX_ONE_HOT_CATEGORIES,
+                                sparse_output=False,
+                            ),
+                        ),
+                    ]
+                ),
+                categorical,
+            )
+        )
+    return Pipeline(
+        [("preprocess", ColumnTransformer(steps, remainder="drop")), ("model", estimator)]
+    )

@@ -1,0 +1,341 @@
+"""Train a model on a dataset version, tracked as a run, optionally registered."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from mloop.core.errors import InvalidInput, MloopError
+from mloop.core.schema import NUMERIC_TYPES, Column
+from mloop.data import DatasetService, DatasetVersion
+from mloop.models import (
+    FEATURE_TYPES,
+    FLAVOR_SKLEARN,
+    META_FILE,
+    MODEL_FILE,
+    ModelMeta,
+    Signature,
+    captured_dependencies,
+    frame_from_table,
+    write_sklearn_package,
+)
+from mloop.registry import DEFAULT_ALIAS, ModelVersion, RegistryService
+from mloop.tracking import DEFAULT_EXPERIMENT, Run, TrackingService
+from mloop.training.estimators import DEFAULT_ESTIMATOR, build_pipeline, make_estimator, task_of
+from mloop.training.metrics import classification_metrics, regression_metrics
+
+MAX_CLASSES = 100
+REFERENCE_PREDICTIONS = "reference/holdout_predictions.parquet"
+
+
+class TrainingResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run: Run
+    metrics: dict[str, float]
+    model_version: ModelVersion | None = None
+    alias: str | None = None
+
+
+def git_commit() -> tuple[str | None, bool]:
+    """The commit of the working directory's git checkout, and whether it has local changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        if commit.returncode != 0:
+            return None, False
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return commit.stdout.strip() or None, bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+
+
+class TrainingService:
+    def __init__(
+        self, datasets: DatasetService, tracking: TrackingService, registry: RegistryService
+    ) -> None:
+        self._datasets = datasets
+        self._tracking = tracking
+        self._registry = registry
+
+    def train(
+        self,
+        dataset: str,
+        target: str,
+        *,
+        model: str = DEFAULT_ESTIMATOR,
+        params: Mapping[str, Any] | None = None,
+        features: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        experiment: str = DEFAULT_EXPERIMENT,
+        run_name: str | None = None,
+        test_size: float = 0.2,
+        seed: int = 42,
+        register: str | None = None,
+        alias: str | None = None,
+    ) -> TrainingResult:
+        """Fit ``model`` (a dotted class path) on ``dataset`` to predict ``target``.
+
+        Everything that can be checked is checked before the run starts: the dataset, the
+        target, the features, the estimator and its hyper-parameters, the classes.
+        """
+        if not 0 < test_size < 1:
+            raise InvalidInput(f"test_size must be between 0 and 1, not {test_size}")
+        if register is not None:
+            from mloop.data import check_name
+
+            check_name(register, "model")
+        version = self._datasets.get(dataset)
+        feature_cols = self._features(version, target, features, exclude)
+        estimator = make_estimator(model, dict(params or {}))
+        task = task_of(estimator)
+        table = self._datasets.load(version)
+        target_col = version.schema_.column(target)
+        assert target_col is not None
+        y_all = table.column(target)
+        keep = pc.is_valid(y_all)
+        if target_col.type == "float":
+            keep = pc.and_(keep, pc.invert(pc.is_nan(y_all.cast(pa.float64()))))
+        dropped = table.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+        table = table.filter(keep)
+        if table.num_rows == 0:
+            raise InvalidInput(f"target column {target!r} has no values")
+        y = table.column(target).to_numpy(zero_copy_only=False)
+        classes: list[Any] | None = None
+        if task == "classification":
+            classes = sorted(np.unique(y).tolist())
+            if len(classes) < 2:
+                raise InvalidInput(
+                    f"target {target!r} has one class only ({classes[0]!r}); "
+                    "a classifier needs at least two"
+                )
+            if target_col.type == "float" and len(classes) > 20:
+                raise InvalidInput(
+                    f"target {target!r} looks continuous ({len(classes)} distinct numbers); "
+                    "use a regressor"
+                )
+            if len(classes) > MAX_CLASSES:
+                raise InvalidInput(
+                    f"target {target!r} has {len(classes)} classes; at most {MAX_CLASSES}"
+                )
+        else:
+            if target_col.type not in NUMERIC_TYPES:
+                raise InvalidInput(
+                    f"target {target!r} is {target_col.type}; a regressor needs numbers"
+                )
+            if float(np.nanstd(y.astype(float))) == 0.0:
+                raise InvalidInput(f"target {target!r} is constant; there is nothing to learn")
+        n_test = round(table.num_rows * test_size)
+        if n_test < 1 or table.num_rows - n_test < 2:
+            raise InvalidInput(
+                f"dataset {version.ref} has {table.num_rows} usable rows: too few to hold out "
+                f"{test_size:.0%} for testing"
+            )
+
+        signature = Signature(
+            inputs=feature_cols,
+            target=target,
+            target_type=target_col.type,
+            task=task,
+            classes=classes,
+        )
+        commit, dirty = git_commit()
+        deps = captured_dependencies()
+        tags = {
+            "mloop.dataset": version.ref,
+            "mloop.estimator": model,
+            "mloop.task": task,
+            "mloop.python": deps["python"],
+        }
+        tags.update({f"mloop.package.{k}": v for k, v in deps.items() if k != "python"})
+        if commit:
+            tags["mloop.git.commit"] = commit
+            tags["mloop.git.dirty"] = str(dirty).lower()
+        run = self._tracking.start_run(experiment, name=run_name, tags=tags)
+        try:
+            metrics = self._fit_and_log(
+                run,
+                version,
+                table,
+                signature,
+                estimator,
+                model,
+                params or {},
+                test_size,
+                seed,
+                dropped,
+                deps,
+            )
+            finished = self._tracking.end_run(run.id, "FINISHED")
+        except BaseException as exc:
+            try:
+                self._tracking.set_tag(run.id, "mloop.error", f"{type(exc).__name__}: {exc}"[:5000])
+                self._tracking.end_run(
+                    run.id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                )
+            except MloopError:
+                pass
+            if isinstance(exc, ValueError | TypeError) and not isinstance(exc, MloopError):
+                raise InvalidInput(f"training failed: {exc}") from exc
+            raise
+
+        result = TrainingResult(run=finished, metrics=metrics)
+        if register:
+            model_version = self._registry.register(finished.id, register)
+            chosen = alias
+            if chosen is None and model_version.version == 1:
+                chosen = DEFAULT_ALIAS  # a new model's first version is its champion
+            if chosen:
+                model_version = self._registry.set_alias(
+                    register, chosen, model_version.version, reason=f"trained by run {finished.id}"
+                )
+            result = TrainingResult(
+                run=finished, metrics=metrics, model_version=model_version, alias=chosen
+            )
+        return result
+
+    def _features(
+        self,
+        version: DatasetVersion,
+        target: str,
+        features: Sequence[str] | None,
+        exclude: Sequence[str],
+    ) -> list[Column]:
+        names = version.schema_.names
+        if target not in names:
+            raise InvalidInput(
+                f"target column {target!r} is not in dataset {version.ref} "
+                f"(its columns: {', '.join(names)})"
+            )
+        for col in [*(features or []), *exclude]:
+            if col not in names:
+                raise InvalidInput(f"column {col!r} is not in dataset {version.ref}")
+        if features:
+            chosen = [version.schema_.column(f) for f in features if f != target]
+            bad = [c for c in chosen if c is not None and c.type not in FEATURE_TYPES]
+            if bad:
+                raise InvalidInput(
+                    f"column {bad[0].name!r} is {bad[0].type}; features must be numbers, "
+                    "booleans or strings"
+                )
+        else:
+            chosen = [
+                c
+                for c in version.schema_.columns
+                if c.name != target and c.name not in exclude and c.type in FEATURE_TYPES
+            ]
+        result = [c for c in chosen if c is not None]
+        if not result:
+            raise InvalidInput(
+                f"dataset {version.ref} has no usable feature columns besides {target!r}"
+            )
+        return result
+
+    def _fit_and_log(
+        self,
+        run: Run,
+        version: DatasetVersion,
+        table: pa.Table,
+        signature: Signature,
+        estimator: Any,
+        model: str,
+        params: Mapping[str, Any],
+        test_size: float,
+        seed: int,
+        dropped: int,
+        deps: dict[str, str],
+    ) -> dict[str, float]:
+        from sklearn.model_selection import train_test_split
+
+        self._tracking.add_input(run.id, ("dataset_version", version.id))
+        X = frame_from_table(table, signature)
+        y = table.column(signature.target).to_numpy(zero_copy_only=False)
+        stratify = None
+        if signature.task == "classification":
+            _, counts = np.unique(y, return_counts=True)
+            if counts.min() >= 2:
+                stratify = y
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=test_size, random_state=seed, stratify=stratify
+        )
+        logged_params: dict[str, Any] = {
+            "estimator": model,
+            "target": signature.target,
+            "dataset": version.ref,
+            "test_size": test_size,
+            "seed": seed,
+            "n_features": len(signature.inputs),
+            "train_rows": len(X_train),
+            "test_rows": len(X_test),
+            "rows_dropped_null_target": dropped,
+            "stratified": stratify is not None,
+        }
+        estimator_params = (
+            estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+        )
+        logged_params.update({f"model.{k}": v for k, v in estimator_params.items()})
+        logged_params.update({f"model.{k}": v for k, v in params.items()})
+        self._tracking.log_params(run.id, logged_params)
+
+        pipeline = build_pipeline(estimator, signature.inputs)
+        started = time.perf_counter()
+        pipeline.fit(X_train, y_train)
+        fit_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        y_pred = pipeline.predict(X_test)
+        predict_seconds = time.perf_counter() - started
+        proba = None
+        if signature.task == "classification" and hasattr(pipeline, "predict_proba"):
+            proba = pipeline.predict_proba(X_test)
+            metrics = classification_metrics(y_test, y_pred, proba, list(pipeline.classes_))
+        else:
+            metrics = regression_metrics(y_test, y_pred)
+        metrics["fit_seconds"] = fit_seconds
+        metrics["predict_ms_per_row"] = 1000 * predict_seconds / max(len(X_test), 1)
+        self._tracking.log_metrics(run.id, metrics)
+
+        info = {
+            "dataset": version.ref,
+            "dataset_version_id": version.id,
+            "run_id": run.id,
+            "target": signature.target,
+            "features": [c.name for c in signature.inputs],
+            "metrics": metrics,
+            "train_rows": len(X_train),
+            "test_rows": len(X_test),
+        }
+        meta = ModelMeta(
+            flavor=FLAVOR_SKLEARN,
+            signature=signature,
+            estimator=model,
+            dependencies=deps,
+            info=info,
+        )
+        files = write_sklearn_package(pipeline, meta)
+        self._tracking.log_artifact_bytes(run.id, f"model/{MODEL_FILE}", files[MODEL_FILE])
+        self._tracking.log_artifact_bytes(run.id, f"model/{META_FILE}", files[META_FILE])
+
+        reference: dict[str, Any] = {"prediction": np.asarray(y_pred).tolist()}
+        if proba is not None and proba.shape[1] == 2:
+            reference["prediction_score"] = proba[:, 1].astype(float)
+        sink = io.BytesIO()
+        pq.write_table(pa.table(reference), sink)
+        self._tracking.log_artifact_bytes(run.id, REFERENCE_PREDICTIONS, sink.getvalue())
+        return metrics

@@ -1,0 +1,95 @@
+"""The composition root: open settings and backends, hand every service its parts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlparse
+
+from mloop.core.errors import InvalidInput
+from mloop.core.settings import Settings
+from mloop.data import DatasetService, ValidationService
+from mloop.monitoring import MonitoringService
+from mloop.registry import RegistryService
+from mloop.security import AuditLog
+from mloop.serving import PredictionResult, Predictor
+from mloop.storage import Database, LineageStore, LocalArtifactStore
+from mloop.tracking import TrackingService
+from mloop.training import TrainingService
+
+
+class Workspace:
+    """One mloop workspace: a metadata database and an artifact store, and the services over
+    them. ``Workspace.open()`` with no argument opens ``$MLOOP_HOME`` or ``./.mloop``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.resolved_database_url())
+        self.db.ensure_schema()
+        self.artifacts = LocalArtifactStore(settings.resolved_artifact_root())
+        self.audit = AuditLog(self.db)
+        self.lineage = LineageStore(self.db)
+        self.datasets = DatasetService(self.db, self.artifacts, self.audit, self.lineage)
+        self.validation = ValidationService(self.db, self.datasets, self.audit, self.lineage)
+        self.tracking = TrackingService(self.db, self.artifacts, self.audit, self.lineage)
+        self.registry = RegistryService(
+            self.db, self.artifacts, self.tracking, self.audit, self.lineage
+        )
+        self.training = TrainingService(self.datasets, self.tracking, self.registry)
+        self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
+        self._predictor = Predictor(self.registry, None, alias_cache_seconds=0)
+
+    @classmethod
+    def open(cls, path_or_url: str | os.PathLike[str] | None = None, **overrides: Any) -> Workspace:
+        """Open (creating and migrating as needed) the workspace at a folder or ``file://`` URL.
+
+        The metadata database defaults to SQLite in that folder; ``MLOOP_DATABASE_URL`` (or
+        ``database_url=``) points it at PostgreSQL instead.
+        """
+        if path_or_url is not None:
+            text = os.fspath(path_or_url)
+            parsed = urlparse(text)
+            if parsed.scheme == "file":
+                overrides["home"] = Path(parsed.path)
+            elif "://" in text:
+                raise InvalidInput(
+                    f"cannot open workspace {text!r}: give a folder or a file:// URL"
+                )
+            else:
+                overrides["home"] = Path(text)
+        return cls(Settings(**overrides))
+
+    # -- conveniences over the services ----------------------------------------------------
+
+    def predict(self, model: str, rows: list[dict[str, Any]]) -> PredictionResult:
+        """Predict in-process with a registered model (not logged; the server logs)."""
+        return self._predictor.predict(model, rows)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "home": str(self.home),
+            "database": self.db.display_url,
+            "schema_revision": self.db.current_revision(),
+            "artifacts": str(self.artifacts.root),
+        }
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.home)!r}, database={self.db.display_url!r})"
