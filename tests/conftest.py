@@ -1,0 +1,147 @@
+"""Shared fixtures: workspaces on SQLite and on PostgreSQL, and service availability.
+
+PostgreSQL tests use the server at 127.0.0.1:5432 (or ``MLOOP_TEST_PG_URL``, a server-level URL
+such as ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``). Each test gets a database of
+its own, cloned from a migrated template made once per session, and dropped afterwards. Without a
+server these tests skip with the reason; with ``CI=true`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mloop.workspace import Workspace
+
+PG_SERVER_URL = os.environ.get(
+    "MLOOP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip with ``reason`` on a developer machine; fail under CI, where services must run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required services must be running)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+
+
+def _db_url(name: str) -> str:
+    return sa.make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated to head, used as the template of every test's database."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        service_unavailable("psycopg is not installed (pip install 'mloop[postgres]')")
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        service_unavailable(f"PostgreSQL is not reachable at {PG_SERVER_URL}: {exc.orig}")
+    name = f"mloop_tmpl_{uuid.uuid4().hex[:10]}"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    from mloop.storage import Database
+
+    db = Database(_db_url(name))
+    db.upgrade()
+    db.close()
+    try:
+        yield name
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test."""
+    name = f"mloop_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield _db_url(name)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database with no tables, for migration tests."""
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        service_unavailable(f"PostgreSQL is not reachable at {PG_SERVER_URL}: {exc.orig}")
+    name = f"mloop_empty_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield _db_url(name)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The metadata database URL of the parametrized backend."""
+    if backend == "postgres":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'ws' / 'mloop.db'}"
+
+
+@pytest.fixture
+def ws(tmp_path: Path, database_url: str) -> Iterator[Workspace]:
+    """A fresh workspace on each metadata backend (SQLite and PostgreSQL)."""
+    workspace = Workspace.open(tmp_path / "ws", database_url=database_url)
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Iterator[Workspace]:
+    """A fresh embedded workspace (SQLite), for tests whose subject is not the backend."""
+    workspace = Workspace.open(tmp_path / "ws")
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's MLOOP_* settings or mloop.toml."""
+    for key in list(os.environ):
+        if key.startswith("MLOOP_") and key != "MLOOP_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
