@@ -28,4 +28,4 @@ def sha256_file(path: str | Path) -> str:
 
 
 def is_digest(value: str) -> bool:
-    return bool(DIGEST_PATTERN.match(value))
+    return bool(DIGEST_PATTERN.fullmatch(value))

@@ -48,4 +48,4 @@ def id_time_ms(identifier: str) -> int:
 
 
 def is_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))
+    return bool(ID_PATTERN.fullmatch(value))
