@@ -8,7 +8,9 @@ failing half-way, and the journal is WAL so readers never block the writer.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from mloop.core.errors import StorageError
+from mloop.core.errors import InvalidInput, StorageError
 
 HEAD_REVISION = "0002"
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_ID = 724101  # the PostgreSQL advisory lock one migrator holds at a time
 _WRITE = "mloop_write"
 _migrate_lock = threading.Lock()
 
@@ -33,13 +36,38 @@ def _sqlite_file(url: sa.URL) -> Path | None:
     return Path(db)
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite database to WAL (persistent, so only a new file really changes).
+
+    The switch takes an exclusive lock without waiting on ``busy_timeout``: when several
+    connections open a new database at once, the losers get "database is locked" and retry."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def create_engine(url: str) -> Engine:
     """An engine for ``url`` set up the way mloop needs it (WAL and IMMEDIATE on SQLite)."""
-    parsed = sa.make_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise InvalidInput(
+            f"cannot read database URL {url!r}: "
+            "use sqlite:///path/mloop.db or postgresql+psycopg://user@host/db"
+        ) from exc
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_file(parsed)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder of database {path}: {exc}") from exc
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": 30, "check_same_thread": False},
@@ -50,10 +78,10 @@ def create_engine(url: str) -> Engine:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # mloop issues BEGIN itself (see _on_begin)
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -126,18 +154,25 @@ class Database:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with _migrate_lock, self._file_lock(), self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                # one migrator at a time across processes
-                conn.exec_driver_sql("SELECT pg_advisory_lock(724101)")
-            try:
-                config.attributes["connection"] = conn
-                command.upgrade(config, revision)
-                conn.commit()
-            finally:
+        try:
+            with _migrate_lock, self._file_lock(), self.engine.connect() as conn:
+                conn.execution_options(**{_WRITE: True})  # SQLite: hold the write lock throughout
                 if self.dialect == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(724101)")
+                    # one migrator at a time across processes
+                    conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_ID})")
+                try:
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, revision)
                     conn.commit()
+                finally:
+                    if self.dialect == "postgresql":
+                        conn.rollback()  # a failed migration leaves the transaction aborted
+                        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})")
+                        conn.commit()
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot migrate the metadata database {self.display_url} to {revision}: {exc}"
+            ) from exc
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
