@@ -40,6 +40,10 @@ def safe_name(name: str) -> str:
         raise InvalidInput(f"artifact name {name!r} climbs out of the store with '..'")
     if not parts:
         raise InvalidInput(f"artifact name {name!r} names no file")
+    if any(not p.strip() for p in parts):
+        raise InvalidInput(f"artifact name {name!r} has a blank part")
+    if len(parts[0]) > 1 and parts[0][1] == ":":  # "./C:x" is as absolute as "C:x"
+        raise InvalidInput(f"artifact name {name!r} is absolute; names are relative paths")
     return posixpath.join(*parts)
 
 
@@ -57,8 +61,12 @@ class ArtifactStore(abc.ABC):
         """Store ``data``; return its digest. Storing the same bytes twice writes nothing."""
 
     @abc.abstractmethod
+    def put_stream(self, stream: BinaryIO) -> str:
+        """Store everything read from ``stream``; return its digest."""
+
+    @abc.abstractmethod
     def put_file(self, path: str | Path) -> str:
-        """Store a file's bytes; return their digest."""
+        """Store a file's bytes; return their digest (NotFound if there is no such file)."""
 
     @abc.abstractmethod
     def get_bytes(self, digest: str) -> bytes:
