@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -132,3 +134,41 @@ def test_a_diamond_reports_each_edge_once(db: Database, lineage: LineageStore) -
     up = lineage.upstream(*tail)
     assert sorted(_pairs(up)) == sorted(_pairs(down))
     assert _pairs(up)[0] == ("b", "x")  # nearest hop first
+
+
+@pytest.mark.postgres
+def test_two_transactions_adding_the_same_edge_both_succeed(pg_url: str) -> None:
+    """On PostgreSQL the second writer cannot see the first one's uncommitted edge; it must
+    wait for it and then add nothing, not fail on the unique constraint."""
+    db = Database(pg_url)
+    errors: list[BaseException] = []
+    first_added = threading.Event()
+
+    def second_writer() -> None:
+        try:
+            first_added.wait()
+            _add(db, (DV, RUN, "trained_on"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    second = threading.Thread(target=second_writer)
+    second.start()
+    with db.write() as conn:
+        LineageStore.add(conn, DV, RUN, "trained_on")
+        first_added.set()
+        # commit only once the second writer waits on our row
+        while second.is_alive() and not _someone_waits_for_a_lock(db):
+            time.sleep(0.005)
+    second.join()
+    assert errors == []
+    assert _edge_count(db) == 1
+    db.close()
+
+
+def _someone_waits_for_a_lock(db: Database) -> bool:
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with db.read() as conn:  # a new transaction each time: activity is snapshotted per one
+        return bool(conn.execute(query).scalar())

@@ -7,6 +7,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from mloop.core.clock import now_ms
@@ -37,28 +38,21 @@ class LineageStore:
 
     @staticmethod
     def add(conn: Connection, src: tuple[str, str], dst: tuple[str, str], relation: str) -> None:
-        """Record ``src --relation--> dst`` in the caller's transaction (idempotent)."""
-        t = tables.lineage_edges
-        exists = conn.execute(
-            sa.select(t.c.id).where(
-                t.c.src_type == src[0],
-                t.c.src_id == src[1],
-                t.c.dst_type == dst[0],
-                t.c.dst_id == dst[1],
-                t.c.relation == relation,
+        """Record ``src --relation--> dst`` in the caller's transaction (idempotent, also when
+        two transactions add the same edge at once)."""
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            insert(tables.lineage_edges)
+            .values(
+                src_type=src[0],
+                src_id=src[1],
+                dst_type=dst[0],
+                dst_id=dst[1],
+                relation=relation,
+                created_at=now_ms(),
             )
-        ).first()
-        if exists is None:
-            conn.execute(
-                t.insert().values(
-                    src_type=src[0],
-                    src_id=src[1],
-                    dst_type=dst[0],
-                    dst_id=dst[1],
-                    relation=relation,
-                    created_at=now_ms(),
-                )
-            )
+            .on_conflict_do_nothing()
+        )
 
     def _walk(self, start: Node, upstream: bool, depth: int) -> list[Edge]:
         t = tables.lineage_edges
