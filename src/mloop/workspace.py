@@ -8,6 +8,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlparse
 
+from pydantic import ValidationError
+
 from mloop.core.errors import InvalidInput
 from mloop.core.settings import Settings
 from mloop.data import DatasetService, ValidationService
@@ -61,7 +63,15 @@ class Workspace:
                 )
             else:
                 overrides["home"] = Path(text)
-        return cls(Settings(**overrides))
+        try:
+            settings = Settings(**overrides)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidInput(
+                f"invalid setting {where} (MLOOP_{where.upper()}): {first['msg']}"
+            ) from exc
+        return cls(settings)
 
     # -- conveniences over the services ----------------------------------------------------
 
