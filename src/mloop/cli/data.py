@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mloop.cli._common import (
@@ -35,7 +36,7 @@ def ingest(
     """Ingest FILE as a new version of dataset NAME (identical content: the same version)."""
     ws = open_workspace(ctx)
     before = {v.id for v in _versions_or_empty(ws, name)}
-    with console.status(f"ingesting {file}…"):
+    with console.status(f"ingesting {escape(str(file))}…"):
         version = ws.datasets.ingest(file, name=name, format=format)
     if as_json:
         print_json(version)
@@ -68,13 +69,15 @@ def _print_profile(version: Any) -> None:
             extra = ""
             values = (fmt_num(p.get("min")), fmt_num(p.get("mean")), fmt_num(p.get("max")))
         elif p.get("kind") == "categorical":
-            top = ", ".join(str(t["value"]) for t in p.get("top_values", [])[:4])
+            top = ", ".join(escape(str(t["value"])) for t in p.get("top_values", [])[:4])
             extra = f"{p.get('cardinality')}: {top}"
             values = ("", "", "")
         else:
             extra = ""
             values = (str(p.get("min", "")), "", str(p.get("max", "")))
-        table.add_row(column.name, column.type, f"{p.get('null_count', 0):,}", *values, extra)
+        table.add_row(
+            escape(column.name), column.type, f"{p.get('null_count', 0):,}", *values, extra
+        )
     console.print(table)
 
 
@@ -110,7 +113,7 @@ def versions(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
             v.kind,
             v.content_hash[:12],
             fmt_time(v.created_at),
-            v.source or "-",
+            escape(v.source or "-"),
         )
     console.print(table)
 
@@ -126,7 +129,7 @@ def show(ctx: typer.Context, ref: str, as_json: JSON = False) -> None:
     console.print(
         f"[bold]{version.ref}[/bold]  {version.row_count:,} rows  kind={version.kind}  "
         f"sha256={version.content_hash}\ncreated {fmt_time(version.created_at)} by "
-        f"{version.created_by}  source={version.source or '-'}"
+        f"{escape(str(version.created_by))}  source={escape(version.source or '-')}"
     )
     _print_profile(version)
 
@@ -151,7 +154,8 @@ def suite(
     table = Table("check", "column", "rule")
     for e in inferred.expectations:
         rule = {k: v for k, v in e.model_dump().items() if k not in ("type", "column")}
-        table.add_row(e.type, e.column or "-", ", ".join(f"{k}={v}" for k, v in rule.items()))
+        text = ", ".join(f"{k}={v}" for k, v in rule.items())
+        table.add_row(e.type, escape(e.column or "-"), escape(text))
     console.print(table)
 
 
@@ -199,7 +203,7 @@ def validate(
 def _print_report(report: Any) -> None:
     verdict = "[green]passed[/green]" if report.success else "[red]FAILED[/red]"
     console.print(
-        f"validation of {report.dataset or 'data'} ({report.rows:,} rows) against "
+        f"validation of {escape(report.dataset or 'data')} ({report.rows:,} rows) against "
         f"suite {report.suite}@{report.suite_version}: {verdict} — "
         f"{report.failed_checks} failed checks, {report.failing_rows:,} failing rows"
     )
@@ -208,10 +212,12 @@ def _print_report(report: Any) -> None:
         mark = "[green]✓[/green]" if check.success else "[red]✗[/red]"
         if check.success and check.failing_rows == 0 and check.expectation["type"] == "column_type":
             continue
-        table.add_row(mark, check.message, f"{check.failing_rows:,}", str(check.observed))
+        table.add_row(
+            mark, escape(check.message), f"{check.failing_rows:,}", escape(str(check.observed))
+        )
     console.print(table)
     for check in report.checks:
         if not check.success and check.sample:
-            console.print(f"[dim]sample failing rows for {check.message}:[/dim]")
+            console.print(f"[dim]sample failing rows for {escape(check.message)}:[/dim]")
             for row in check.sample[:3]:
-                console.print(f"  [dim]{row}[/dim]", highlight=False)
+                console.print(f"  [dim]{escape(str(row))}[/dim]", highlight=False)

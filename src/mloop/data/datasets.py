@@ -10,8 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +25,7 @@ from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import new_id
 from mloop.core.schema import TableSchema
 from mloop.data.profile import profile_frame
-from mloop.data.readers import check_table, read_file
+from mloop.data.readers import canonical_type, check_table, read_file
 from mloop.data.types import schema_of
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, tables
@@ -32,7 +34,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_name(name: str, what: str = "dataset") -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise InvalidInput(
             f"{what} name {name!r} is not allowed: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -52,13 +54,47 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
 
 
 def content_hash(table: pa.Table) -> str:
-    """sha256 of the table's canonical Arrow IPC form: same rows and schema, same hash."""
-    canonical = table.combine_chunks().replace_schema_metadata(None)
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, canonical.schema) as writer:
-        for batch in canonical.to_batches(max_chunksize=1 << 16):
-            writer.write_batch(batch)
-    return hashlib.sha256(sink.getvalue()).hexdigest()
+    """sha256 of the table's logical content: same rows and schema, same hash.
+
+    Per column it hashes the column's name and canonical type, where its nulls are and the
+    values of the other rows, never raw Arrow buffers: the bytes under a null, the padding bits
+    of a bitmap and a buffer's spare capacity differ between writers of the same rows (pyarrow,
+    polars, pandas) and must not make two versions of one content.
+    """
+    digest = hashlib.sha256()
+    for field, column in zip(table.schema, table.columns, strict=True):
+        dtype = canonical_type(field.type)
+        array = column.cast(dtype).combine_chunks()
+        digest.update(f"{len(field.name)}:{field.name}:{dtype}:{len(array)}\n".encode())
+        _hash_values(digest, pc.indices_nonzero(array.is_null()).cast(pa.uint64()))
+        _hash_values(digest, array.drop_null())
+    return digest.hexdigest()
+
+
+def _hash_values(digest: Any, array: pa.Array) -> None:
+    """Feed the exact bytes of a null-free array's values to ``digest``, nothing beyond them."""
+    if pa.types.is_boolean(array.type):
+        array = array.cast(pa.uint8())
+    dtype, buffers, start, n = array.type, array.buffers(), array.offset, len(array)
+    digest.update(f"{n}\n".encode())
+    if n == 0:
+        return
+    if pa.types.is_string(dtype) or pa.types.is_binary(dtype):
+        offsets = np.frombuffer(buffers[1], dtype=np.int32)[start : start + n + 1]
+        digest.update((offsets - offsets[0]).astype(np.int64).tobytes())
+        if offsets[-1] > offsets[0]:
+            digest.update(buffers[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
+    elif (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_temporal(dtype)
+        or pa.types.is_decimal(dtype)
+        or pa.types.is_fixed_size_binary(dtype)
+    ) and dtype.bit_width % 8 == 0:
+        size = dtype.bit_width // 8
+        digest.update(buffers[1].slice(start * size, n * size))
+    else:  # nested and rarer types (canonical strings are never large or views): Python values
+        digest.update(repr(array.to_pylist()).encode())
 
 
 class DatasetVersion(BaseModel):
@@ -318,14 +354,13 @@ class DatasetService:
             if version in (None, "latest"):
                 query = query.order_by(dv.c.version.desc()).limit(1)
             else:
-                try:
-                    number = int(version.lstrip("v"))
-                except ValueError as exc:
-                    raise InvalidInput(
-                        f"dataset version {version!r} is not a number; "
+                digits = version[1:] if version[:1] == "v" else version
+                if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
+                    raise NotFound(
+                        f"dataset {name!r} has no version {version!r}; "
                         f"use {name}@N or {name}@latest"
-                    ) from exc
-                query = query.where(dv.c.version == number)
+                    )
+                query = query.where(dv.c.version == int(digits))
             row = conn.execute(query).mappings().first()
             if row is None:
                 latest = conn.execute(

@@ -54,7 +54,7 @@ def profile_frame(df: pl.DataFrame) -> dict[str, dict[str, Any]]:
                 finite.quantile(q, interpolation="linear").alias(f"{i}:q{q}") for q in QUANTILES
             ]
         elif kind in ("categorical", "temporal"):
-            exprs.append(col.n_unique().alias(f"{i}:cardinality"))
+            exprs.append(col.drop_nulls().n_unique().alias(f"{i}:cardinality"))
             if kind == "temporal":
                 exprs += [col.min().alias(f"{i}:min"), col.max().alias(f"{i}:max")]
     stats = df.select(exprs).row(0, named=True) if exprs else {}
@@ -83,7 +83,7 @@ def profile_frame(df: pl.DataFrame) -> dict[str, dict[str, Any]]:
                 df.get_column(name).drop_nulls().value_counts(sort=True).head(TOP_VALUES).rows()
             )
             entry.update(
-                cardinality=cardinality - (1 if entry["null_count"] else 0),
+                cardinality=cardinality,
                 top_values=[{"value": v, "count": int(c)} for v, c in counts],
             )
         elif kind == "temporal":

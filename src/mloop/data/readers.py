@@ -92,15 +92,28 @@ def check_table(table: pa.Table, label: str) -> pa.Table:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InvalidInput(f"{label} repeats column names: {', '.join(dupes)}")
-    # a column with no values at all has Arrow type null; keep it, typed as string
+    # one physical type per logical one, so the same rows hash the same whatever wrote them
     columns = []
     changed = False
     for field, column in zip(table.schema, table.columns, strict=True):
-        if pa.types.is_null(field.type):
-            columns.append(column.cast(pa.string()))
+        canonical = canonical_type(field.type)
+        if canonical != field.type:
+            columns.append(column.cast(canonical))
             changed = True
         else:
             columns.append(column)
     if changed:
         table = pa.table(columns, names=names)
     return table
+
+
+def canonical_type(dtype: pa.DataType) -> pa.DataType:
+    """Strings as ``string`` (not large or view strings, not dictionary-encoded), binaries as
+    ``binary``; a column with no values at all (Arrow type null) as ``string``."""
+    if pa.types.is_dictionary(dtype):
+        return canonical_type(dtype.value_type)
+    if pa.types.is_null(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return pa.string()
+    if pa.types.is_large_binary(dtype) or pa.types.is_binary_view(dtype):
+        return pa.binary()
+    return dtype

@@ -182,7 +182,8 @@ def infer_suite(frame: pl.DataFrame, name: str, inferred_from: str | None = None
     """Types, nullability, ranges (observed range widened by 10% of its width on each side,
     never across zero), allowed categories (strings and booleans with at most 50 values), and
     uniqueness for id-like columns (integers or strings, all distinct, at least 100 rows), which
-    get no range or category check."""
+    get no range or category check. A column holding NaN gets no range; an infinity leaves its
+    side of the range open, so every suite passes on the data it was inferred from."""
     checks: list[Any] = []
     table = frame.to_arrow()
     stats_exprs: list[pl.Expr] = []
@@ -191,11 +192,14 @@ def infer_suite(frame: pl.DataFrame, name: str, inferred_from: str | None = None
         stats_exprs.append(pl.col(column).n_unique().alias(f"{column}\x00distinct"))
         ctype = logical_type(table.schema.field(column).type)
         if ctype in NUMERIC_TYPES:
-            finite = pl.col(column).cast(pl.Float64)
-            finite = finite.filter(finite.is_finite())
+            numbers = pl.col(column).cast(pl.Float64)
+            finite = numbers.filter(numbers.is_finite())
             stats_exprs += [
                 finite.min().alias(f"{column}\x00min"),
                 finite.max().alias(f"{column}\x00max"),
+                numbers.is_nan().any().alias(f"{column}\x00nan"),
+                (numbers == math.inf).any().alias(f"{column}\x00+inf"),
+                (numbers == -math.inf).any().alias(f"{column}\x00-inf"),
             ]
         elif ctype in ("string", "boolean"):
             stats_exprs.append(pl.col(column).drop_nulls().n_unique().alias(f"{column}\x00card"))
@@ -217,7 +221,8 @@ def infer_suite(frame: pl.DataFrame, name: str, inferred_from: str | None = None
             checks.append(UniqueCheck(column=column))
         elif ctype in NUMERIC_TYPES:
             lo, hi = stats[f"{column}\x00min"], stats[f"{column}\x00max"]
-            if lo is not None and hi is not None:
+            # NaN fails any range, so a column that holds NaN gets none (its reference would fail)
+            if lo is not None and hi is not None and not stats[f"{column}\x00nan"]:
                 margin = (hi - lo) * RANGE_MARGIN
                 new_lo, new_hi = lo - margin, hi + margin
                 if lo >= 0:
@@ -226,7 +231,14 @@ def infer_suite(frame: pl.DataFrame, name: str, inferred_from: str | None = None
                     new_hi = min(new_hi, 0.0)
                 if ctype == "integer":
                     new_lo, new_hi = float(math.floor(new_lo)), float(math.ceil(new_hi))
-                checks.append(BetweenCheck(column=column, min=new_lo, max=new_hi))
+                # an infinity seen leaves that side open
+                checks.append(
+                    BetweenCheck(
+                        column=column,
+                        min=None if stats[f"{column}\x00-inf"] else new_lo,
+                        max=None if stats[f"{column}\x00+inf"] else new_hi,
+                    )
+                )
         elif ctype in ("string", "boolean"):
             cardinality = stats[f"{column}\x00card"]
             if 0 < cardinality <= MAX_INFERRED_CATEGORIES and cardinality < max(
@@ -251,7 +263,9 @@ def _failing_expr(check: Any) -> pl.Expr:
             bad = bad | (numbers > check.max)
         return col.is_not_null() & bad
     if isinstance(check, InSetCheck):
-        allowed = pl.Series(check.values).cast(pl.String).implode()
+        # each value as the column cast to text spells it (true, 1, 1.5), whatever the mix
+        texts = [pl.Series([v]).cast(pl.String).item() for v in check.values]
+        allowed = pl.Series(texts, dtype=pl.String).implode()
         return col.is_not_null() & ~col.cast(pl.String).is_in(allowed)
     if isinstance(check, UniqueCheck):
         return col.is_not_null() & col.is_duplicated()
@@ -316,6 +330,15 @@ class _Evaluation:
                     self.frame.height,
                     f"not evaluated: column {check.column!r} has the wrong type",
                 )
+                continue
+            seen = self._type_of(check.column)
+            if (isinstance(check, BetweenCheck) and seen not in NUMERIC_TYPES) or (
+                isinstance(check, InSetCheck) and seen == "other"
+            ):
+                # no column_type check guards this one: say so instead of failing to cast
+                message = f"not evaluated: column {check.column!r} is {seen}"
+                self._result(check, False, "not evaluated", self.frame.height, message)
+                self.table_failure = self.table_failure or message
                 continue
             pending.append((check, _failing_expr(check)))
         if not pending:
@@ -529,8 +552,8 @@ class ValidationService:
         t = tables.expectation_suites
         query = sa.select(t).where(t.c.name == name)
         if version and version != "latest":
-            if not version.isdigit():
-                raise InvalidInput(f"suite version {version!r} is not a number")
+            if not (version.isascii() and version.isdigit()) or len(version) > 9:
+                raise NotFound(f"suite {name!r} has no version {version!r}; use {name}@N")
             query = query.where(t.c.version == int(version))
         with self._db.read() as conn:
             row = conn.execute(query.order_by(t.c.version.desc())).mappings().first()
