@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -57,19 +58,29 @@ class BodyLimitMiddleware:
             await self._refuse(send)
             return
         seen = 0
+        too_large = started = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_large:  # the app may answer a body it could not read (400); 413 replaces it
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if too_large and not started:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

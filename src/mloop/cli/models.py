@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from mloop.cli._common import console, fmt_num, fmt_time, new_app, open_workspace, print_json
 
@@ -53,7 +53,8 @@ def show(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("version", "aliases", "run", "trained on", "metrics", "created")
+    run_id = Column("run", no_wrap=True, min_width=32)  # copied into the next command
+    table = Table("version", "aliases", run_id, "trained on", "metrics", "created")
     for v in found:
         metrics = v.info.get("metrics", {})
         shown = {k: metrics[k] for k in ("roc_auc", "f1", "rmse", "r2") if k in metrics}

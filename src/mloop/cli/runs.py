@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from mloop.cli._common import console, fmt_num, fmt_time, new_app, open_workspace, print_json
 
@@ -27,7 +27,10 @@ def list_(
     if as_json:
         print_json(found)
         return
-    table = Table("run id", "name", "experiment", "status", "started", "dataset", "key metrics")
+    # ids are what a user copies into the next command: never cut or wrapped
+    run_id = Column("run id", no_wrap=True, min_width=32)
+    status_ = Column("status", no_wrap=True, min_width=8)
+    table = Table(run_id, "name", "experiment", status_, "started", "dataset", "key metrics")
     for run in found:
         shown = {
             k: v for k, v in run.metrics.items() if k in ("roc_auc", "f1", "accuracy", "rmse", "r2")

@@ -110,7 +110,9 @@ class RegistryService:
         artifact_path: str = "model",
         description: str | None = None,
     ) -> ModelVersion:
-        """Make the model a run logged under ``artifact_path`` a new version of ``name``."""
+        """Make the model a run logged under ``artifact_path`` a new version of ``name``.
+
+        A new model's first version becomes its champion, in the same transaction."""
         check_name(name, "model")
         run = self._tracking.get_run(run_id)
         prefix = safe_name(artifact_path) + "/"
@@ -186,6 +188,24 @@ class RegistryService:
                         f"{name}@{number}",
                         {"run_id": run_id},
                     )
+                    if number == 1:  # a new model's first version is its champion
+                        conn.execute(
+                            tables.model_aliases.insert().values(
+                                model_id=model_id, alias=DEFAULT_ALIAS, version=1, updated_at=now
+                            )
+                        )
+                        self._audit.record(
+                            conn,
+                            "model.alias.set",
+                            "model",
+                            name,
+                            {
+                                "alias": DEFAULT_ALIAS,
+                                "version": 1,
+                                "previous": None,
+                                "reason": "first version",
+                            },
+                        )
                 return self.get_version(name, number)
             except DBIntegrityError:
                 continue

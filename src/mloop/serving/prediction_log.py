@@ -57,6 +57,7 @@ class PredictionLogger:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()  # a closed logger can start again (a second app lifespan)
             self._thread = threading.Thread(
                 target=self._run, name="mloop-prediction-log", daemon=True
             )
@@ -71,8 +72,8 @@ class PredictionLogger:
                 self._queue.put_nowait(record)
             except queue.Full:
                 lost = len(records) - i
-                self.dropped += lost
-                with self._idle:
+                with self._idle:  # requests log from many threads: count under the lock
+                    self.dropped += lost
                     self._pending -= lost
                     self._idle.notify_all()
                 return

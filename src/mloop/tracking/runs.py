@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from mloop.core.clock import from_ms, now_ms
+from mloop.core.clock import from_ms, now_ms, to_ms
 from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import is_id, new_id
 from mloop.security import AuditLog, local_actor
@@ -24,6 +25,8 @@ TERMINAL: frozenset[str] = frozenset({"FINISHED", "FAILED", "KILLED"})
 DEFAULT_EXPERIMENT = "Default"
 KEY_PATTERN = re.compile(r"^[\w\-./ :]{1,250}$")
 MAX_PARAM_VALUE = 6000
+MAX_NAME = 255  # run names: the width of the column on every backend
+MAX_ARTIFACT_PATH = 1024
 
 
 def check_key(key: str, what: str) -> str:
@@ -145,6 +148,8 @@ class TrackingService:
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Run:
+        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
+            raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
         exp = self.get_or_create_experiment(experiment)
         run_id = new_id()
         with self._db.write() as conn:
@@ -165,6 +170,8 @@ class TrackingService:
         return self.get_run(run_id)
 
     def _running(self, conn: Connection, run_id: str) -> None:
+        if not isinstance(run_id, str) or not is_id(run_id):
+            raise InvalidInput(f"{run_id!r} is not a run id (32 hex digits)")
         status = conn.execute(
             sa.select(tables.runs.c.status).where(tables.runs.c.id == run_id)
         ).scalar()
@@ -216,7 +223,7 @@ class TrackingService:
         step: int = 0,
         timestamp: datetime | None = None,
     ) -> None:
-        ts = now_ms() if timestamp is None else int(timestamp.timestamp() * 1000)
+        ts = now_ms() if timestamp is None else to_ms(timestamp)
         rows = []
         for key, value in metrics.items():
             check_key(key, "metric")
@@ -224,6 +231,9 @@ class TrackingService:
                 number = float(value)
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
+            if not math.isfinite(number):
+                # SQLite cannot store NaN (it becomes NULL) and JSON cannot carry NaN or ±inf
+                raise InvalidInput(f"metric {key!r} value {value!r} is not a finite number")
             rows.append(
                 {"run_id": run_id, "key": key, "value": number, "step": int(step), "timestamp": ts}
             )
@@ -266,6 +276,10 @@ class TrackingService:
         return self._attach(run_id, name, digest, source.stat().st_size)
 
     def _attach(self, run_id: str, name: str, digest: str, size: int) -> ArtifactInfo:
+        if len(name) > MAX_ARTIFACT_PATH:
+            raise InvalidInput(
+                f"artifact path is {len(name)} characters; the limit is {MAX_ARTIFACT_PATH}"
+            )
         t = tables.run_artifacts
         with self._db.write() as conn:
             self._running(conn, run_id)
@@ -394,6 +408,10 @@ class TrackingService:
         if experiment is not None:
             query = query.where(e.c.name == experiment)
         if status is not None:
+            if status.upper() not in ("RUNNING", *sorted(TERMINAL)):
+                raise InvalidInput(
+                    f"unknown run status {status!r}: use RUNNING, FINISHED, FAILED or KILLED"
+                )
             query = query.where(r.c.status == status.upper())
         with self._db.read() as conn:
             if experiment is not None:

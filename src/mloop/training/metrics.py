@@ -40,11 +40,13 @@ def classification_metrics(
 
 
 def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
-    """RMSE, MAE and R²."""
+    """RMSE, MAE and R² (left out when undefined: fewer than two held-out rows)."""
     from sklearn import metrics as skm
 
-    return {
+    out = {
         "rmse": float(math.sqrt(skm.mean_squared_error(y_true, y_pred))),
         "mae": float(skm.mean_absolute_error(y_true, y_pred)),
-        "r2": float(skm.r2_score(y_true, y_pred)),
     }
+    if len(y_true) >= 2:
+        out["r2"] = float(skm.r2_score(y_true, y_pred))
+    return {k: v for k, v in out.items() if not math.isnan(v)}

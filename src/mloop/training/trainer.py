@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from mloop.models import (
     frame_from_table,
     write_sklearn_package,
 )
-from mloop.registry import DEFAULT_ALIAS, ModelVersion, RegistryService
+from mloop.registry import DEFAULT_ALIAS, ModelVersion, RegistryService, check_alias
 from mloop.tracking import DEFAULT_EXPERIMENT, Run, TrackingService
 from mloop.training.estimators import DEFAULT_ESTIMATOR, build_pipeline, make_estimator, task_of
 from mloop.training.metrics import classification_metrics, regression_metrics
@@ -66,6 +67,10 @@ def git_commit() -> tuple[str | None, bool]:
         return None, False
 
 
+def _min_count(y: np.ndarray) -> int:
+    return int(np.unique(y, return_counts=True)[1].min())
+
+
 class TrainingService:
     def __init__(
         self, datasets: DatasetService, tracking: TrackingService, registry: RegistryService
@@ -101,6 +106,8 @@ class TrainingService:
             from mloop.data import check_name
 
             check_name(register, "model")
+        if alias is not None:
+            check_alias(alias)
         version = self._datasets.get(dataset)
         feature_cols = self._features(version, target, features, exclude)
         estimator = make_estimator(model, dict(params or {}))
@@ -141,8 +148,11 @@ class TrainingService:
                 )
             if float(np.nanstd(y.astype(float))) == 0.0:
                 raise InvalidInput(f"target {target!r} is constant; there is nothing to learn")
-        n_test = round(table.num_rows * test_size)
-        if n_test < 1 or table.num_rows - n_test < 2:
+        n_test = math.ceil(table.num_rows * test_size)  # as train_test_split counts
+        n_train = table.num_rows - n_test
+        # a stratified split (every class seen twice or more) puts each class on both sides
+        n_classes = len(classes) if classes is not None and _min_count(y) >= 2 else 1
+        if n_test < max(1, n_classes) or n_train < max(2, n_classes):
             raise InvalidInput(
                 f"dataset {version.ref} has {table.num_rows} usable rows: too few to hold out "
                 f"{test_size:.0%} for testing"
@@ -200,8 +210,8 @@ class TrainingService:
             model_version = self._registry.register(finished.id, register)
             chosen = alias
             if chosen is None and model_version.version == 1:
-                chosen = DEFAULT_ALIAS  # a new model's first version is its champion
-            if chosen:
+                chosen = DEFAULT_ALIAS  # the registry made the first version champion
+            elif chosen is not None and chosen not in model_version.aliases:
                 model_version = self._registry.set_alias(
                     register, chosen, model_version.version, reason=f"trained by run {finished.id}"
                 )
@@ -267,10 +277,8 @@ class TrainingService:
         X = frame_from_table(table, signature)
         y = table.column(signature.target).to_numpy(zero_copy_only=False)
         stratify = None
-        if signature.task == "classification":
-            _, counts = np.unique(y, return_counts=True)
-            if counts.min() >= 2:
-                stratify = y
+        if signature.task == "classification" and _min_count(y) >= 2:
+            stratify = y
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=test_size, random_state=seed, stratify=stratify
         )
