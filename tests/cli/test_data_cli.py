@@ -11,8 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 import sqlalchemy as sa
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from mloop.cli import app
 from mloop.storage import tables
@@ -315,3 +314,15 @@ def test_user_text_is_printed_not_read_as_markup(ws: Workspace, cli: Run, tmp_pa
     failing = cli("validate", "odd@2", "--suite", "odd")
     assert failing.exit_code == 1, failing.output
     assert "[/oops]" in failing.output
+
+
+@embedded
+def test_validating_a_missing_file_says_the_file_is_missing(
+    ws: Workspace, cli: Run, tmp_path: Path
+) -> None:
+    ws.datasets.ingest(sales(), name="sales")
+    ws.validation.infer_suite("sales@1")
+    result = cli("validate", str(tmp_path / "nope.csv"), "--suite", "sales")
+    assert result.exit_code == 2
+    assert "nope.csv does not exist" in " ".join(result.stderr.split())
+    assert "dataset" not in result.stderr

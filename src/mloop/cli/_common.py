@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from mloop.core.errors import MloopError
@@ -76,7 +77,7 @@ def print_json(value: Any) -> None:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -176,7 +176,10 @@ def validate(
 ) -> None:
     """Validate a dataset version against a suite; exit 1 when a check fails."""
     ws = open_workspace(ctx)
-    target: str | Path = Path(ref) if Path(ref).is_file() else ref
+    from mloop.data.readers import SUFFIXES
+
+    looks_like_file = Path(ref).is_file() or Path(ref).suffix.lower() in SUFFIXES
+    target: str | Path = Path(ref) if looks_like_file else ref
     result = None
     if quarantine:
         result = ws.validation.quarantine(target, suite)
