@@ -113,3 +113,13 @@ def test_an_unreadable_manifest_is_an_integrity_error(store: LocalArtifactStore)
     digest = store.put_bytes(b"not json")
     with pytest.raises(IntegrityError, match="unreadable"):
         load_package(store, digest)
+
+
+def test_a_manifest_without_the_model_file_is_an_integrity_error(
+    store: LocalArtifactStore,
+) -> None:
+    model, meta = _classifier()
+    files = write_sklearn_package(model, meta)
+    digest, _ = store_package(store, {META_FILE: files[META_FILE]})
+    with pytest.raises(IntegrityError, match=f"lists no {MODEL_FILE}"):
+        load_package(store, digest)

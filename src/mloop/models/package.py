@@ -106,8 +106,11 @@ def _plain(value: Any) -> Any:
 def load_package(artifacts: ArtifactStore, manifest_digest: str) -> LoadedModel:
     try:
         manifest = json.loads(artifacts.get_bytes(manifest_digest))["files"]
+        missing = [f for f in (META_FILE, MODEL_FILE) if f not in manifest]
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"model manifest {manifest_digest} is unreadable: {exc}") from exc
+    if missing:
+        raise IntegrityError(f"model manifest {manifest_digest} lists no {missing[0]}")
     meta = ModelMeta.model_validate_json(artifacts.get_bytes(manifest[META_FILE]))
     if meta.flavor != FLAVOR_SKLEARN:
         raise InvalidInput(f"model flavor {meta.flavor!r} is not supported by this mloop")
