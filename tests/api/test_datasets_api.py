@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -105,7 +106,10 @@ def test_ingest_csv_parquet_and_json_lines(ws: Workspace, client: TestClient) ->
             "ingest",
         )
         assert version["row_count"] == 100 + k
-        assert version["source"] is None
+        sent = body(frame, content_type.split(";")[0])
+        assert version["source"] == f"upload:sha256:{hashlib.sha256(sent).hexdigest()}"
+        upstream = ws.lineage.upstream("dataset_version", version["id"])
+        assert [(e.src.type, e.src.id) for e in upstream] == [("source", version["source"])]
         assert [(c["name"], c["type"]) for c in version["schema"]["columns"]] == [
             ("id", "integer"),
             ("amount", "float"),

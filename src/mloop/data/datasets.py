@@ -25,7 +25,13 @@ from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import new_id
 from mloop.core.schema import TableSchema
 from mloop.data.profile import profile_frame
-from mloop.data.readers import canonical_type, check_table, read_file
+from mloop.data.readers import (
+    canonical_type,
+    check_table,
+    detect_format,
+    read_bytes_table,
+    read_file,
+)
 from mloop.data.types import schema_of
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, tables
@@ -225,6 +231,29 @@ class DatasetService:
             source_uri = None
         return self.write_version(
             name, table, source=source_uri, kind="ingest", description=description
+        )
+
+    def ingest_bytes(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        format: str,
+        source: str | None = None,
+        description: str | None = None,
+    ) -> DatasetVersion:
+        """Make a version of ``name`` from the bytes of a file (an HTTP upload, say).
+
+        Without a ``source`` the upload is recorded in lineage as ``upload:sha256:<digest>``."""
+        check_name(name)
+        fmt = detect_format(Path(name), format)
+        table = read_bytes_table(data, fmt, "the request body")
+        return self.write_version(
+            name,
+            table,
+            source=source or f"upload:sha256:{hashlib.sha256(data).hexdigest()}",
+            kind="ingest",
+            description=description,
         )
 
     def write_version(

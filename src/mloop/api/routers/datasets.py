@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from mloop.api.deps import workspace
 from mloop.core.errors import InvalidInput
 from mloop.data import Dataset, DatasetVersion, QuarantineResult, Suite, ValidationReport
-from mloop.data.readers import read_bytes_table
 from mloop.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["datasets"])
@@ -65,8 +65,8 @@ async def ingest(ws: WS, name: str, request: Request) -> DatasetVersion:
             + ", ".join(sorted(CONTENT_TYPES))
         )
     body = await request.body()
-    table = read_bytes_table(body, fmt, "the request body")  # type: ignore[arg-type]
-    return ws.datasets.write_version(name, table, source=None, kind="ingest")
+    # parsing, profiling and writing are CPU and disk work: keep them off the event loop
+    return await run_in_threadpool(ws.datasets.ingest_bytes, body, name=name, format=fmt)
 
 
 class InferSuiteRequest(BaseModel):
