@@ -109,3 +109,54 @@ def test_alias_lookups_are_cached_for_the_configured_time(
     assert trusting.predict("fraud@2", rows).version == 2  # another reference, resolved anew
     v2 = ws.predict("fraud@2", rows)
     assert fresh.predict("fraud", rows).probabilities == v2.probabilities
+
+
+def test_a_model_that_cannot_take_the_rows_is_a_422_not_a_crash(sqlite_ws: Workspace) -> None:
+    """A hand-made package whose estimator has no imputation: null passes the signature but
+    not the model. The caller learns why; nothing is logged as served."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from mloop.core.schema import Column
+    from mloop.models import (
+        FLAVOR_SKLEARN,
+        META_FILE,
+        MODEL_FILE,
+        ModelMeta,
+        Signature,
+        write_sklearn_package,
+    )
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"x": rng.normal(size=60)})
+    estimator = LogisticRegression().fit(x, (x["x"] > 0).astype(int))
+    signature = Signature(
+        inputs=[Column(name="x", type="float")],
+        target="y",
+        target_type="integer",
+        task="classification",
+        classes=[0, 1],
+    )
+    meta = ModelMeta(flavor=FLAVOR_SKLEARN, signature=signature, estimator="hand", dependencies={})
+    files = write_sklearn_package(estimator, meta)
+    run = sqlite_ws.tracking.start_run()
+    for name in (MODEL_FILE, META_FILE):
+        sqlite_ws.tracking.log_artifact_bytes(run.id, f"model/{name}", files[name])
+    sqlite_ws.tracking.end_run(run.id)
+    sqlite_ws.registry.register(run.id, "bare")
+
+    assert sqlite_ws.predict("bare", [{"x": 1.5}]).predictions == [1]
+    with pytest.raises(SchemaMismatch, match="cannot predict on these rows"):
+        sqlite_ws.predict("bare", [{"x": None}])
+
+
+def test_the_reference_cache_stays_bounded(served: Workspace) -> None:
+    from mloop.serving.predictor import MAX_CACHED_REFS
+
+    predictor = Predictor(served.registry, None, alias_cache_seconds=60)
+    for zeros in range(MAX_CACHED_REFS + 10):
+        predictor.resolve("fraud@" + "0" * zeros + "1")  # all spell version 1
+    assert len(predictor._resolved) <= MAX_CACHED_REFS
+    assert predictor.model_label("fraud@champion") == "fraud"
+    assert predictor.model_label("nope") == "_unknown"

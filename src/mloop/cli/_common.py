@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from mloop.workspace import Workspace
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 EXIT_FAILED_CHECK = 1
 EXIT_ERROR = 2

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mloop.cli._common import EXIT_FAILED_CHECK, console, open_workspace, print_json
+from mloop.cli._common import EXIT_FAILED_CHECK, console, err_console, open_workspace, print_json
 
 
 def demo(
@@ -23,7 +23,9 @@ def demo(
     from mloop.demo import run_demo
 
     ws = open_workspace(ctx)  # opens (and migrates) the workspace the server will share
-    summary = run_demo(ws.home, rows=rows, traffic_rows=traffic, seed=seed, console=console)
+    # with --json, stdout holds the JSON alone: the progress and tables go to stderr
+    out = err_console if as_json else console
+    summary = run_demo(ws.home, rows=rows, traffic_rows=traffic, seed=seed, console=out)
     if as_json:
         print_json(summary)
     if summary.failed_requests:

@@ -15,16 +15,17 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from mloop.core.clock import now
 from mloop.core.errors import MloopError
 from mloop.demo.data import DRIFTED_FEATURES, TARGET, corrupt, transactions
+from mloop.monitoring import DriftReport
 from mloop.workspace import Workspace
 
 DATASET = "transactions"
@@ -66,13 +67,13 @@ def free_port() -> int:
 
 def start_server(home: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MLOOP_HOME": str(home)}
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "mloop", "--workspace", str(home), "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "mloop", "--workspace", str(home), "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -246,8 +247,8 @@ def _run(
         failed_requests=failed,
         logged_predictions=logged,
         drift_started_at=drift_started_at,
-        drifted_features_first_half=first_half.drifted_features,
-        drifted_features_second_half=second_half.drifted_features,
+        drifted_features_first_half=sorted(first_half.drifted_features),
+        drifted_features_second_half=sorted(second_half.drifted_features),
         expected_drifted_features=sorted(DRIFTED_FEATURES),
         drifted_outputs_second_half=second_half.drifted_outputs,
     )
@@ -255,13 +256,37 @@ def _run(
     return summary
 
 
-def _print_summary(console: Console, s: DemoSummary, report: Any) -> None:
-    from rich.table import Table
+def _drift_table(report: DriftReport) -> Table:
+    """The second half's drift, column by column, with what the demo shifted on purpose (the
+    demo sits below the CLI, so it renders its own table rather than ``mloop monitor``'s)."""
+    table = Table(
+        "column",
+        "method",
+        "statistic",
+        "threshold",
+        "PSI",
+        "drifted",
+        "shifted",
+        title=f"drift of {report.model}@{report.version} vs {report.reference}, 2nd half",
+        title_justify="left",
+    )
+    for col in [*report.features, *report.outputs]:
+        rule = "p <" if col.method in ("ks", "chi_square") else "≥"
+        table.add_row(
+            col.column,
+            col.method,
+            "-" if col.statistic is None else f"{col.statistic:.4f}",
+            f"{rule} {col.threshold}",
+            "-" if col.psi is None else f"{col.psi:.3f}",
+            "[red]DRIFT[/red]" if col.drifted else "[green]ok[/green]",
+            "yes" if col.column in DRIFTED_FEATURES else "",
+        )
+    return table
 
-    from mloop.cli.monitor import drift_table
 
+def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> None:
     console.print()
-    console.print(drift_table(report))
+    console.print(_drift_table(report))
     table = Table(title="mloop demo: the loop, end to end", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from mloop.core.errors import IntegrityError, InvalidInput
+from mloop.core.errors import IntegrityError, InvalidInput, SchemaMismatch
 from mloop.models.signature import Signature, frame_from_rows
 from mloop.storage import ArtifactStore, safe_name
 
@@ -78,10 +78,15 @@ class LoadedModel:
 
     def predict_frame(self, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
         # a fitted scikit-learn estimator only reads its state in predict: safe across threads
-        predictions = self.estimator.predict(frame)
-        probabilities = None
-        if self.is_classifier and hasattr(self.estimator, "predict_proba"):
-            probabilities = self.estimator.predict_proba(frame)
+        try:
+            predictions = self.estimator.predict(frame)
+            probabilities = None
+            if self.is_classifier and hasattr(self.estimator, "predict_proba"):
+                probabilities = self.estimator.predict_proba(frame)
+        except (ValueError, TypeError) as exc:
+            # the rows fit the signature but not the model (a model that cannot take nulls,
+            # say): the caller's data, not a server fault
+            raise SchemaMismatch(f"the model cannot predict on these rows: {exc}") from exc
         labels = [_plain(v) for v in np.asarray(predictions).tolist()]
         probs = None
         if probabilities is not None:

@@ -69,8 +69,8 @@ def numeric_drift(column: str, reference: np.ndarray, current: np.ndarray) -> Co
         "kind": "numeric",
         "reference_rows": int(ref.size),
         "current_rows": int(cur.size),
-        "reference_null_fraction": 1 - ref.size / max(ref_all.size, 1),
-        "current_null_fraction": 1 - cur.size / max(cur_all.size, 1),
+        "reference_null_fraction": (ref_all.size - ref.size) / max(ref_all.size, 1),
+        "current_null_fraction": (cur_all.size - cur.size) / max(cur_all.size, 1),
         "reference_summary": _numeric_summary(ref),
         "current_summary": _numeric_summary(cur),
     }

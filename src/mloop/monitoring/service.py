@@ -37,6 +37,8 @@ _POLARS_TYPES: dict[str, Any] = {
     "boolean": pl.Boolean,
     "string": pl.String,
 }
+# class labels decode as the target's own type, so that 1.0 reads "1.0" on both sides
+_LABEL_TYPES: dict[str, Any] = {"integer": pl.Int64, "float": pl.Float64, "boolean": pl.Boolean}
 
 
 class DriftReport(BaseModel):
@@ -86,8 +88,9 @@ class MonitoringService:
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(p.c.id)).all()
         if not rows:
-            window = f"since {since.isoformat()}" if since else "so far"
-            raise NotFound(f"no predictions of {version.ref} were logged {window}")
+            raise NotFound(
+                f"no predictions of {version.ref} were logged in {window_label(since, until)}"
+            )
         signature = version.signature
         input_struct = pl.Struct(
             {c.name: _POLARS_TYPES.get(c.type, pl.String) for c in signature.inputs}
@@ -95,7 +98,9 @@ class MonitoringService:
         inputs = pl.Series("inputs", [r[0] for r in rows]).str.json_decode(input_struct)
         frame = inputs.struct.unnest()
         output_fields: dict[str, Any] = {
-            "prediction": pl.Float64 if signature.task == "regression" else pl.String
+            "prediction": pl.Float64
+            if signature.task == "regression"
+            else _LABEL_TYPES.get(signature.target_type, pl.String)
         }
         classes = signature.classes or []
         if signature.task == "classification" and len(classes) == 2:

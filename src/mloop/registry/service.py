@@ -217,30 +217,44 @@ class RegistryService:
         """Point ``alias`` at ``version`` (creating or moving it), in one transaction."""
         check_alias(alias)
         t = tables.model_aliases
-        with self._db.write() as conn:
-            model_id = self._model_id(conn, name)
-            self._version_row(conn, model_id, name, version)
-            previous = conn.execute(
-                sa.select(t.c.version).where(t.c.model_id == model_id, t.c.alias == alias)
-            ).scalar()
-            if previous is None:
-                conn.execute(
-                    t.insert().values(
-                        model_id=model_id, alias=alias, version=version, updated_at=now_ms()
+        for _attempt in range(5):
+            try:
+                with self._db.write() as conn:
+                    model_id = self._model_id(conn, name)
+                    self._version_row(conn, model_id, name, version)
+                    previous = conn.execute(
+                        sa.select(t.c.version).where(t.c.model_id == model_id, t.c.alias == alias)
+                    ).scalar()
+                    if previous is None:
+                        conn.execute(
+                            t.insert().values(
+                                model_id=model_id, alias=alias, version=version, updated_at=now_ms()
+                            )
+                        )
+                    else:
+                        conn.execute(
+                            t.update()
+                            .where(t.c.model_id == model_id, t.c.alias == alias)
+                            .values(version=version, updated_at=now_ms())
+                        )
+                    self._audit.record(
+                        conn,
+                        "model.alias.set",
+                        "model",
+                        name,
+                        {
+                            "alias": alias,
+                            "version": version,
+                            "previous": previous,
+                            "reason": reason,
+                        },
                     )
-                )
-            else:
-                conn.execute(
-                    t.update()
-                    .where(t.c.model_id == model_id, t.c.alias == alias)
-                    .values(version=version, updated_at=now_ms())
-                )
-            self._audit.record(
-                conn,
-                "model.alias.set",
-                "model",
-                name,
-                {"alias": alias, "version": version, "previous": previous, "reason": reason},
+                break
+            except DBIntegrityError:
+                continue  # a concurrent writer created the same alias first: move it instead
+        else:
+            raise Conflict(
+                f"could not set alias {alias!r} of {name!r}: too many concurrent writers"
             )
         return self.get_version(name, version)
 

@@ -15,6 +15,8 @@ from mloop.registry import ModelVersion, RegistryService
 from mloop.serving.prediction_log import PredictionLogger, PredictionRecord
 
 MAX_ROWS_PER_REQUEST = 10_000
+MAX_CACHED_REFS = 1024
+UNKNOWN_MODEL = "_unknown"
 
 
 class PredictionResult(BaseModel):
@@ -49,6 +51,7 @@ class Predictor:
         self._logger = logger
         self._ttl = alias_cache_seconds
         self._resolved: dict[str, tuple[float, ModelVersion]] = {}
+        self._known: set[str] = set()
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> ModelVersion:
@@ -59,8 +62,18 @@ class Predictor:
             return hit[1]
         version = self._registry.resolve(ref)
         with self._lock:
+            if len(self._resolved) >= MAX_CACHED_REFS:  # clients choose refs: stay bounded
+                self._resolved.clear()
             self._resolved[ref] = (now + self._ttl, version)
+            self._known.add(version.name)
         return version
+
+    def model_label(self, ref: str) -> str:
+        """A metrics label for ``ref``: the model's name once it has resolved, else
+        ``_unknown`` — so clients cannot grow label sets with names that do not exist."""
+        name = ref.partition("@")[0]
+        with self._lock:
+            return name if name in self._known else UNKNOWN_MODEL
 
     def predict(self, ref: str, rows: Any) -> PredictionResult:
         from mloop.core.errors import InvalidInput

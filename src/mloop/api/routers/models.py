@@ -101,8 +101,7 @@ def predict(
     try:
         result = p.predict(ref, body.rows)
     except MloopError as exc:
-        name = ref.partition("@")[0]
-        m.prediction_errors.labels(name, exc.code).inc()
+        m.prediction_errors.labels(p.model_label(ref), exc.code).inc()
         raise
     m.predictions.labels(result.model, str(result.version)).inc(len(result.predictions))
     return PredictResponse(
