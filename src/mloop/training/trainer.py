@@ -111,10 +111,10 @@ class TrainingService:
         version = self._datasets.get(dataset)
         feature_cols = self._features(version, target, features, exclude)
         estimator = make_estimator(model, dict(params or {}))
-        if "random_state" not in (params or {}) and hasattr(estimator, "get_params"):
-            if "random_state" in estimator.get_params(deep=False):
-                # the same seed, the same model: a random estimator is seeded unless told
-                estimator.set_params(random_state=seed)
+        seedable = hasattr(estimator, "get_params") and "random_state" in estimator.get_params()
+        if seedable and "random_state" not in (params or {}):
+            # the same seed, the same model: a random estimator is seeded unless told otherwise
+            estimator.set_params(random_state=seed)
         task = task_of(estimator)
         table = self._datasets.load(version)
         target_col = version.schema_.column(target)
