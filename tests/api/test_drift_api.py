@@ -127,7 +127,11 @@ def test_not_found_is_404(served: Served) -> None:
         ("nope", {}, "model 'nope' is not registered"),
         (f"{MODEL}@nope", {}, "has no alias 'nope'"),
         (f"{MODEL}@7", {}, "7"),
-        (MODEL, {"since": "2999-01-01T00:00:00Z"}, f"no predictions of {MODEL}@1"),
+        (
+            MODEL,
+            {"since": "2999-01-01T00:00:00Z", "until": "2999-01-02T00:00:00Z"},
+            f"no predictions of {MODEL}@1",
+        ),
     ]:
         response = served.client.get(f"/v1/models/{ref}/drift", params=params)
         assert response.status_code == 404, response.text

@@ -146,7 +146,18 @@ def test_table_output(served: Served) -> None:
         (["-m", f"{MODEL}@nope"], "has no alias 'nope'"),
         (["-m", MODEL, "--since", "yesterday"], "cannot read time 'yesterday'"),
         (["-m", MODEL, "--until", "12 o'clock"], "cannot read time"),
-        (["-m", MODEL, "--since", (now() + timedelta(days=1)).isoformat()], "no predictions"),
+        (
+            [
+                "-m",
+                MODEL,
+                "--since",
+                (now() + timedelta(days=1)).isoformat(),
+                "--until",
+                (now() + timedelta(days=2)).isoformat(),
+            ],
+            "no predictions",
+        ),
+        (["-m", MODEL, "--since", (now() + timedelta(days=1)).isoformat()], "window is empty"),
     ],
 )
 def test_errors_exit_2_with_one_line(served: Served, args: list[str], message: str) -> None:

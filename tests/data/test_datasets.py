@@ -433,3 +433,15 @@ def test_concurrent_writers_get_dense_version_numbers(
     assert errors == []
     assert {v.ref for v in results} == {"sales@5"}
     assert [v.version for v in ws.datasets.versions("sales")] == [1, 2, 3, 4, 5]
+
+
+def test_frames_of_python_objects_are_refused(sqlite_ws: Workspace) -> None:
+    import numpy as np
+    import pandas as pd
+
+    mixed = np.where(np.arange(4) % 2 == 0, None, np.arange(4) * 1.5)
+    with pytest.raises(InvalidInput, match="holds Python objects"):
+        sqlite_ws.datasets.ingest(pl.DataFrame({"x": pl.Series(mixed, dtype=pl.Object)}), name="o")
+    with pytest.raises(InvalidInput, match="does not form a table"):
+        sqlite_ws.datasets.ingest(pd.DataFrame({"x": [1, "a", 2.5, object()]}), name="o")
+    assert sqlite_ws.datasets.list() == []

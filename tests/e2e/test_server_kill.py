@@ -210,8 +210,8 @@ def test_sigterm_loses_nothing(home: Path, servers: list[subprocess.Popen[bytes]
     server, clients = serve_with_traffic(home, servers, 9)
     wait_for_rows(home, 300, server, clients)
     server.send_signal(signal.SIGTERM)  # while the clients keep sending
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: -SIGTERM, not 0
-    assert server.wait(GUARD) in (0, -signal.SIGTERM)
+    # a graceful stop is a clean exit (mloop serve turns uvicorn's re-raised SIGTERM into 0)
+    assert server.wait(GUARD) == 0
     finish(clients)
     answered = {rid for c in clients for rid in c.answered}
     logged = check_log(home)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from mloop.api import create_app
 from mloop.core.clock import now
-from mloop.core.errors import NotFound
+from mloop.core.errors import InvalidInput, NotFound
 from mloop.monitoring import EFFECT_SIZE
 from mloop.workspace import Workspace
 
@@ -176,11 +176,19 @@ def test_only_the_resolved_versions_predictions_count(served: Served) -> None:
 def test_an_empty_window_is_not_found(served: Served) -> None:
     later = now() + timedelta(hours=1)
     with pytest.raises(NotFound, match=rf"no predictions of {MODEL}@1 were logged") as err:
-        served.ws.monitoring.drift(MODEL, since=later)
+        served.ws.monitoring.drift(MODEL, since=later, until=later + timedelta(hours=1))
     assert later.isoformat(timespec="seconds") in err.value.message
     with pytest.raises(NotFound, match=rf"{MODEL}@2") as err:
         served.ws.monitoring.drift(f"{MODEL}@2", until=served.t_v2)
     assert served.t_v2.isoformat(timespec="seconds") in err.value.message
+
+
+def test_a_window_that_ends_before_it_starts_is_invalid(served: Served) -> None:
+    start = now()
+    with pytest.raises(InvalidInput, match="the window is empty"):
+        served.ws.monitoring.drift(MODEL, since=start, until=start - timedelta(minutes=1))
+    with pytest.raises(InvalidInput, match="the window is empty"):
+        served.ws.monitoring.drift(MODEL, since=start + timedelta(hours=1))
 
 
 def test_a_model_never_served_and_unknown_refs_are_not_found(ws: Workspace) -> None:

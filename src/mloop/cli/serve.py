@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+from typing import Annotated, Any
 
 import typer
 
@@ -27,4 +28,11 @@ def serve(
         f"mloop serving workspace {ws.home} on http://{host}:{port}  "
         f"(OpenAPI: http://{host}:{port}/docs, metrics: /metrics)"
     )
+    # uvicorn shuts down gracefully on SIGTERM (the prediction log flushes), then re-raises the
+    # signal to the handler it found: make that handler a clean exit, not death by signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _exit_cleanly(_signum: int, _frame: Any) -> None:
+    raise SystemExit(0)

@@ -173,6 +173,12 @@ def to_arrow(data: Any) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pl.DataFrame):
+        objects = [name for name, dtype in data.schema.items() if dtype == pl.Object]
+        if objects:
+            raise InvalidInput(
+                f"column {objects[0]!r} holds Python objects, which have no portable form; "
+                "cast it to numbers, strings, booleans or times first"
+            )
         return data.to_arrow()
     if isinstance(data, list):
         if not data:
@@ -187,7 +193,10 @@ def to_arrow(data: Any) -> pa.Table:
         import pandas as pd
 
         if isinstance(data, pd.DataFrame):
-            return pa.Table.from_pandas(data, preserve_index=False)
+            try:
+                return pa.Table.from_pandas(data, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise InvalidInput(f"the data frame does not form a table: {exc}") from exc
     except ImportError:  # pragma: no cover
         pass
     raise InvalidInput(

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
 from mloop.core.clock import now, to_ms
-from mloop.core.errors import NotFound
+from mloop.core.errors import InvalidInput, NotFound
 from mloop.data import DatasetService
 from mloop.monitoring.drift import (
     EFFECT_SIZE,
@@ -128,6 +128,11 @@ class MonitoringService:
         in the window with its training data and its hold-out predictions."""
         version = self._registry.resolve(model)
         until = until or now()
+        if since is not None and since >= until:
+            raise InvalidInput(
+                f"the window is empty: since {since.isoformat()} is not before "
+                f"until {until.isoformat()}"
+            )
         current = self.current_window(version, since, until)
         dataset_version_id = version.info.get("dataset_version_id")
         if not dataset_version_id:

@@ -9,6 +9,7 @@ A full queue drops records rather than slow requests down, and counts them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -46,7 +47,7 @@ class PredictionLogger:
         self._db = db
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
-        self._queue: queue.Queue[PredictionRecord] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._pending = 0
@@ -86,9 +87,11 @@ class PredictionLogger:
         batch: list[PredictionRecord] = []
         while len(batch) < limit:
             try:
-                batch.append(self._queue.get_nowait())
+                record = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if record is not None:  # None only wakes the writer up (see close)
+                batch.append(record)
         return batch
 
     def _write(self, batch: list[PredictionRecord]) -> None:
@@ -128,9 +131,12 @@ class PredictionLogger:
                 if timeout <= 0:
                     break
                 try:
-                    batch.append(self._queue.get(timeout=timeout))
+                    record = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     break
+                if record is None:  # woken by close(): write what we have, then stop
+                    break
+                batch.append(record)
                 batch.extend(self._drain(self._batch_size - len(batch)))
                 if self._stop.is_set():
                     break
@@ -165,6 +171,8 @@ class PredictionLogger:
     def close(self, timeout: float = 10.0) -> None:
         """Stop the writer after it has written everything queued."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):  # a full queue means the writer is awake anyway
+            self._queue.put_nowait(None)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
