@@ -7,20 +7,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import is_error
 from mloop import __version__
 from mloop.api import create_app
 from mloop.api.middleware import BodyLimitMiddleware
 from mloop.storage import HEAD_REVISION
 from mloop.workspace import Workspace
-
-
-def _is_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return body
 
 
 def test_health_and_readiness(ws: Workspace) -> None:
@@ -100,8 +92,8 @@ def test_openapi_lists_every_face_of_the_api(sqlite_ws: Workspace) -> None:
 
 def test_unknown_routes_and_methods_have_the_error_shape(sqlite_ws: Workspace) -> None:
     with TestClient(create_app(sqlite_ws)) as client:
-        _is_error(client.get("/v1/nothing-here"), 404, "NOT_FOUND")
-        _is_error(client.delete("/v1/runs"), 405, "METHOD_NOT_ALLOWED")
+        is_error(client.get("/v1/nothing-here"), 404, "NOT_FOUND")
+        is_error(client.delete("/v1/runs"), 405, "METHOD_NOT_ALLOWED")
 
 
 def test_an_oversized_body_is_413_whether_declared_or_streamed(sqlite_ws: Workspace) -> None:
@@ -109,7 +101,7 @@ def test_an_oversized_body_is_413_whether_declared_or_streamed(sqlite_ws: Worksp
     big = {"rows": [{"amount": 1.0, "pad": "x" * 2000}]}
     with TestClient(app) as client:
         declared = client.post("/v1/models/fraud/predict", json=big)
-        body = _is_error(declared, 413, "PAYLOAD_TOO_LARGE")
+        body = is_error(declared, 413, "PAYLOAD_TOO_LARGE")
         assert "1000 bytes" in body["message"]
 
         def chunks() -> Any:
@@ -123,11 +115,11 @@ def test_an_oversized_body_is_413_whether_declared_or_streamed(sqlite_ws: Worksp
             content=chunks(),
             headers={"content-type": "application/json"},
         )
-        _is_error(streamed, 413, "PAYLOAD_TOO_LARGE")
+        is_error(streamed, 413, "PAYLOAD_TOO_LARGE")
 
         # under the limit the request goes through (here: to a 404 for the unknown model)
         small = client.post("/v1/models/fraud/predict", json={"rows": [{"amount": 1.0}]})
-        _is_error(small, 404, "NOT_FOUND")
+        is_error(small, 404, "NOT_FOUND")
 
 
 def test_the_app_limits_bodies_by_default(sqlite_ws: Workspace) -> None:
@@ -140,7 +132,7 @@ def test_the_app_limits_bodies_by_default(sqlite_ws: Workspace) -> None:
             content=b"{}",
             headers={"content-type": "application/json", "content-length": str(MAX_BODY_BYTES + 1)},
         )
-    _is_error(response, 413, "PAYLOAD_TOO_LARGE")
+    is_error(response, 413, "PAYLOAD_TOO_LARGE")
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/v1/models", "/v1/runs"])

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import numpy as np
-import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import drift_frame
 from mloop.api import create_app
 from mloop.core.clock import now
 from mloop.monitoring import DriftReport
@@ -19,18 +18,6 @@ from mloop.workspace import Workspace
 
 MODEL = "scorer"
 ROWS = 1200
-
-
-def frame(n: int, seed: int, *, shifted: bool = False, labelled: bool = True) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(1.2 if shifted else 0.0, 1.0, n)
-    p = [0.1, 0.2, 0.3, 0.4] if shifted else [0.4, 0.3, 0.2, 0.1]
-    cat = rng.choice(["a", "b", "c", "d"], n, p=p)
-    out = pl.DataFrame({"x": x, "y": rng.normal(5.0, 2.0, n), "cat": cat})
-    if labelled:
-        label = (x + (cat == "a") + rng.normal(0, 1, n) > 0.8).astype(np.int64)
-        out = out.with_columns(label=pl.Series(label))
-    return out
 
 
 @dataclass
@@ -41,7 +28,7 @@ class Served:
 
 @pytest.fixture
 def served(ws: Workspace) -> Iterator[Served]:
-    ws.datasets.ingest(frame(3000, 1), name="ref")
+    ws.datasets.ingest(drift_frame(3000, 1), name="ref")
     ws.training.train(
         "ref", "label", model="sklearn.linear_model.LogisticRegression", register=MODEL
     )
@@ -53,7 +40,7 @@ def served(ws: Workspace) -> Iterator[Served]:
                 time.sleep(0.01)
                 t_shift = now()
                 time.sleep(0.01)
-            rows = frame(ROWS, seed, shifted=shifted, labelled=False).to_dicts()
+            rows = drift_frame(ROWS, seed, shifted=shifted, labelled=False).to_dicts()
             for i in range(0, ROWS, 400):
                 response = client.post(
                     f"/v1/models/{MODEL}/predict", json={"rows": rows[i : i + 400]}

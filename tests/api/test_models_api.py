@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from helpers import is_error
 from mloop.api import create_app
 from mloop.core.ids import is_id, new_id
 from mloop.demo.data import transactions
@@ -39,16 +40,6 @@ def _train(ws: Workspace, register: str | None = "fraud", **params: Any) -> str:
 
 def _rows(n: int, seed: int = 32) -> list[dict[str, Any]]:
     return transactions(n, seed=seed).drop("transaction_id", "is_fraud").to_dicts()
-
-
-def _is_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    assert set(body) <= {"error", "message", "details"}
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -113,40 +104,38 @@ def test_registry_errors(ws: Workspace) -> None:
     run_id = _train(ws, register="fraud")
     bare = ws.tracking.start_run().id
     with TestClient(create_app(ws)) as client:
-        _is_error(client.get("/v1/models/nope"), 404, "NOT_FOUND")
-        _is_error(client.get("/v1/models/nope/versions"), 404, "NOT_FOUND")
-        body = _is_error(client.get("/v1/models/fraud@7/resolve"), 404, "NOT_FOUND")
+        is_error(client.get("/v1/models/nope"), 404, "NOT_FOUND")
+        is_error(client.get("/v1/models/nope/versions"), 404, "NOT_FOUND")
+        body = is_error(client.get("/v1/models/fraud@7/resolve"), 404, "NOT_FOUND")
         assert body["message"] == "model 'fraud' has no version 7 (latest is 1)"
-        _is_error(client.get("/v1/models/fraud@gold/resolve"), 404, "NOT_FOUND")
-        _is_error(
+        is_error(client.get("/v1/models/fraud@gold/resolve"), 404, "NOT_FOUND")
+        is_error(
             client.post("/v1/models/fraud/versions", json={"run_id": new_id()}), 404, "NOT_FOUND"
         )
-        body = _is_error(
+        body = is_error(
             client.post("/v1/models/fraud/versions", json={"run_id": bare}), 400, "INVALID_INPUT"
         )
         assert "has no model" in body["message"]
-        _is_error(
+        is_error(
             client.post("/v1/models/bad%20name/versions", json={"run_id": run_id}),
             400,
             "INVALID_INPUT",
         )
-        _is_error(client.post("/v1/models/fraud/versions", json={}), 422, "SCHEMA_MISMATCH")
+        is_error(client.post("/v1/models/fraud/versions", json={}), 422, "SCHEMA_MISMATCH")
         for alias in ("latest", "v1"):
-            body = _is_error(
+            body = is_error(
                 client.put(f"/v1/models/fraud/aliases/{alias}", json={"version": 1}),
                 400,
                 "INVALID_INPUT",
             )
             assert "reserved" in body["message"]
-        _is_error(
-            client.put("/v1/models/fraud/aliases/gold", json={"version": 9}), 404, "NOT_FOUND"
-        )
-        _is_error(
+        is_error(client.put("/v1/models/fraud/aliases/gold", json={"version": 9}), 404, "NOT_FOUND")
+        is_error(
             client.put("/v1/models/fraud/aliases/gold", json={"version": 0}),
             422,
             "SCHEMA_MISMATCH",
         )
-        _is_error(client.delete("/v1/models/fraud/aliases/gold"), 404, "NOT_FOUND")
+        is_error(client.delete("/v1/models/fraud/aliases/gold"), 404, "NOT_FOUND")
     assert [v.version for v in ws.registry.versions("fraud")] == [1]
     assert ws.registry.get_model("fraud").aliases == {"champion": 1}
 
@@ -249,7 +238,7 @@ def test_rows_that_do_not_fit_are_422_naming_the_problem(
 ) -> None:
     _, client = shared
     response = client.post("/v1/models/fraud/predict", json={"rows": rows})
-    body = _is_error(response, 422, "SCHEMA_MISMATCH")
+    body = is_error(response, 422, "SCHEMA_MISMATCH")
     assert fragment in body["message"]
 
 
@@ -260,7 +249,7 @@ def test_a_body_without_a_list_of_rows_is_422(
     shared: tuple[Workspace, TestClient], payload: Any
 ) -> None:
     _, client = shared
-    _is_error(client.post("/v1/models/fraud/predict", json=payload), 422, "SCHEMA_MISMATCH")
+    is_error(client.post("/v1/models/fraud/predict", json=payload), 422, "SCHEMA_MISMATCH")
 
 
 @pytest.mark.parametrize("raw", [b'{"rows": [', b"{rows: []}", b"\xff\xfe", b'{"rows": [1,]}'])
@@ -269,7 +258,7 @@ def test_malformed_json_is_400(shared: tuple[Workspace, TestClient], raw: bytes)
     response = client.post(
         "/v1/models/fraud/predict", content=raw, headers={"content-type": "application/json"}
     )
-    body = _is_error(response, 400, "INVALID_INPUT")
+    body = is_error(response, 400, "INVALID_INPUT")
     assert "not valid JSON" in body["message"] or "body" in body["message"]
 
 
@@ -287,13 +276,13 @@ def test_unknown_model_alias_or_version_is_404(
 ) -> None:
     _, client = shared
     response = client.post(f"/v1/models/{ref}/predict", json={"rows": [ROW]})
-    assert message in _is_error(response, 404, "NOT_FOUND")["message"]
+    assert message in is_error(response, 404, "NOT_FOUND")["message"]
 
 
 def test_too_many_rows_is_400(shared: tuple[Workspace, TestClient]) -> None:
     _, client = shared
     rows = [ROW] * (MAX_ROWS_PER_REQUEST + 1)
-    body = _is_error(
+    body = is_error(
         client.post("/v1/models/fraud/predict", json={"rows": rows}), 400, "INVALID_INPUT"
     )
     assert f"the limit is {MAX_ROWS_PER_REQUEST}" in body["message"]

@@ -7,22 +7,13 @@ from typing import Any
 import polars as pl
 from fastapi.testclient import TestClient
 
+from helpers import is_error
 from mloop.api import create_app
 from mloop.core.ids import new_id
 from mloop.demo.data import transactions
 from mloop.workspace import Workspace
 
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
-
-
-def _is_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["error"] == code
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    assert set(body) <= {"error", "message", "details"}
-    return body
 
 
 def test_runs_are_listed_and_shown(ws: Workspace) -> None:
@@ -56,12 +47,12 @@ def test_runs_are_listed_and_shown(ws: Workspace) -> None:
         assert blob.status_code == 200
         assert blob.content == b"\x00\x01bytes"
 
-        _is_error(client.get(f"/v1/runs/{new_id()}"), 404, "NOT_FOUND")
-        _is_error(client.get("/v1/runs/not-an-id"), 400, "INVALID_INPUT")
-        _is_error(client.get(f"/v1/runs/{a.id}/artifacts/none.bin"), 404, "NOT_FOUND")
-        _is_error(client.get("/v1/runs?experiment=nope"), 404, "NOT_FOUND")
-        _is_error(client.get("/v1/runs?status=DONE"), 400, "INVALID_INPUT")
-        _is_error(client.get("/v1/runs?limit=0"), 422, "SCHEMA_MISMATCH")
+        is_error(client.get(f"/v1/runs/{new_id()}"), 404, "NOT_FOUND")
+        is_error(client.get("/v1/runs/not-an-id"), 400, "INVALID_INPUT")
+        is_error(client.get(f"/v1/runs/{a.id}/artifacts/none.bin"), 404, "NOT_FOUND")
+        is_error(client.get("/v1/runs?experiment=nope"), 404, "NOT_FOUND")
+        is_error(client.get("/v1/runs?status=DONE"), 400, "INVALID_INPUT")
+        is_error(client.get("/v1/runs?limit=0"), 422, "SCHEMA_MISMATCH")
 
 
 def test_train_and_register_over_rest(ws: Workspace) -> None:
@@ -137,7 +128,7 @@ def test_bad_training_requests_are_refused_before_any_run(ws: Workspace) -> None
     with TestClient(create_app(ws)) as client:
         for change, status, code, fragment in cases:
             response = client.post("/v1/training-runs", json={**base, **change})
-            body = _is_error(response, status, code)
+            body = is_error(response, status, code)
             assert fragment in body["message"], (change, body)
     assert ws.tracking.list_runs() == []
     assert ws.registry.list_models() == []

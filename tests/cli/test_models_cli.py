@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from helpers import run_cli
 from mloop.cli import app
 from mloop.core.ids import new_id
 from mloop.demo.data import transactions
@@ -19,13 +20,6 @@ LOGREG = "sklearn.linear_model.LogisticRegression"
 def cli(ws: Workspace, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv("MLOOP_DATABASE_URL", database_url)
     return ws
-
-
-def mloop(ws: Workspace, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--workspace", str(ws.home), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, " ".join(result.stderr.split())
 
 
 @pytest.fixture
@@ -42,42 +36,42 @@ def run_ids(cli: Workspace) -> list[str]:
 
 def test_register_list_show_alias(cli: Workspace, run_ids: list[str]) -> None:
     first, second = run_ids
-    code, out, _ = mloop(cli, "models", "register", first, "fraud")
+    code, out, _ = run_cli(cli, "models", "register", first, "fraud")
     assert code == 0
     assert f"registered fraud@1 from run {first}" in out
-    code, out, _ = mloop(cli, "models", "register", second, "fraud", "--json")
+    code, out, _ = run_cli(cli, "models", "register", second, "fraud", "--json")
     assert code == 0
     assert (json.loads(out)["version"], json.loads(out)["run_id"]) == (2, second)
     assert cli.registry.get_model("fraud").aliases == {"champion": 1}
 
-    code, out, _ = mloop(cli, "models", "list")
+    code, out, _ = run_cli(cli, "models", "list")
     assert code == 0
     assert "fraud" in out
     assert "champion→1" in out
-    code, out, _ = mloop(cli, "models", "list", "--json")
+    code, out, _ = run_cli(cli, "models", "list", "--json")
     assert [(m["name"], m["latest_version"], m["aliases"]) for m in json.loads(out)] == [
         ("fraud", 2, {"champion": 1})
     ]
 
-    code, out, _ = mloop(cli, "models", "show", "fraud")
+    code, out, _ = run_cli(cli, "models", "show", "fraud")
     assert code == 0
     assert first in out
     assert second in out
     assert "tx@1" in out
     assert "signature (v2): classification, target 'is_fraud'" in out
-    code, out, _ = mloop(cli, "models", "show", "fraud", "--json")
+    code, out, _ = run_cli(cli, "models", "show", "fraud", "--json")
     shown = json.loads(out)
     assert [(v["version"], v["run_id"], v["aliases"]) for v in shown] == [
         (1, first, ["champion"]),
         (2, second, []),
     ]
 
-    code, out, _ = mloop(cli, "models", "alias", "fraud", "champion", "2", "--reason", "better")
+    code, out, _ = run_cli(cli, "models", "alias", "fraud", "champion", "2", "--reason", "better")
     assert code == 0
     assert "fraud@champion → version 2" in out
-    code, out, _ = mloop(cli, "models", "alias", "fraud", "challenger", "1")
+    code, out, _ = run_cli(cli, "models", "alias", "fraud", "challenger", "1")
     assert cli.registry.get_model("fraud").aliases == {"champion": 2, "challenger": 1}
-    code, out, _ = mloop(cli, "models", "alias", "fraud", "challenger", "--delete")
+    code, out, _ = run_cli(cli, "models", "alias", "fraud", "challenger", "--delete")
     assert code == 0
     assert "removed alias 'challenger'" in out
     assert cli.registry.get_model("fraud").aliases == {"champion": 2}
@@ -92,7 +86,7 @@ def test_register_list_show_alias(cli: Workspace, run_ids: list[str]) -> None:
 def test_models_errors_exit_2(cli: Workspace, run_ids: list[str]) -> None:
     bare = cli.tracking.start_run().id
     unknown = new_id()
-    mloop(cli, "models", "register", run_ids[0], "fraud")
+    run_cli(cli, "models", "register", run_ids[0], "fraud")
     for args, message in (
         (["models", "register", bare, "fraud"], f"run {bare} has no model under 'model'"),
         (["models", "register", unknown, "fraud"], f"run {unknown} does not exist"),
@@ -106,7 +100,7 @@ def test_models_errors_exit_2(cli: Workspace, run_ids: list[str]) -> None:
         (["models", "alias", "fraud", "gold", "--delete"], "model 'fraud' has no alias 'gold'"),
         (["models", "alias", "nope", "champion", "1"], "model 'nope' is not registered"),
     ):
-        code, out, err = mloop(cli, *args)
+        code, out, err = run_cli(cli, *args)
         assert code == 2, (args, out, err)
         assert err.startswith("error: "), (args, err)
         assert message in err, (args, err)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from mloop.cli import app
+from helpers import run_cli
 from mloop.core.ids import new_id
 from mloop.tracking import Run
 from mloop.workspace import Workspace
@@ -17,13 +16,6 @@ from mloop.workspace import Workspace
 def cli(ws: Workspace, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv("MLOOP_DATABASE_URL", database_url)
     return ws
-
-
-def mloop(ws: Workspace, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--workspace", str(ws.home), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, " ".join(result.stderr.split())
 
 
 @pytest.fixture
@@ -39,7 +31,7 @@ def two_runs(cli: Workspace) -> list[Run]:
 
 def test_runs_list_shows_full_ids_newest_first(cli: Workspace, two_runs: list[Run]) -> None:
     a, b = two_runs
-    code, out, _ = mloop(cli, "runs", "list")
+    code, out, _ = run_cli(cli, "runs", "list")
     assert code == 0
     assert a.id in out
     assert b.id in out
@@ -50,20 +42,20 @@ def test_runs_list_shows_full_ids_newest_first(cli: Workspace, two_runs: list[Ru
 
 def test_runs_list_json_and_filters(cli: Workspace, two_runs: list[Run]) -> None:
     a, b = two_runs
-    code, out, _ = mloop(cli, "runs", "list", "--json")
+    code, out, _ = run_cli(cli, "runs", "list", "--json")
     assert code == 0
     assert [r["id"] for r in json.loads(out)] == [b.id, a.id]
-    _, out, _ = mloop(cli, "runs", "list", "--json", "--experiment", "exp-a")
+    _, out, _ = run_cli(cli, "runs", "list", "--json", "--experiment", "exp-a")
     assert [r["id"] for r in json.loads(out)] == [a.id]
-    _, out, _ = mloop(cli, "runs", "list", "--json", "--status", "running")
+    _, out, _ = run_cli(cli, "runs", "list", "--json", "--status", "running")
     assert [r["id"] for r in json.loads(out)] == [b.id]
-    _, out, _ = mloop(cli, "runs", "list", "--json", "--limit", "1")
+    _, out, _ = run_cli(cli, "runs", "list", "--json", "--limit", "1")
     assert [r["id"] for r in json.loads(out)] == [b.id]
 
 
 def test_runs_show(cli: Workspace, two_runs: list[Run]) -> None:
     a, _ = two_runs
-    code, out, _ = mloop(cli, "runs", "show", a.id)
+    code, out, _ = run_cli(cli, "runs", "show", a.id)
     assert code == 0
     assert f"run {a.id}" in out
     assert "exp-a" in out
@@ -71,7 +63,7 @@ def test_runs_show(cli: Workspace, two_runs: list[Run]) -> None:
     for text in ("roc_auc", "0.91", "lr", "0.1", "model/model.joblib", a.artifacts[0].digest[:12]):
         assert text in out
 
-    code, out, _ = mloop(cli, "runs", "show", a.id, "--json")
+    code, out, _ = run_cli(cli, "runs", "show", a.id, "--json")
     assert code == 0
     shown = json.loads(out)
     assert Run.model_validate(shown) == a
@@ -85,7 +77,7 @@ def test_runs_errors_exit_2(cli: Workspace, two_runs: list[Run]) -> None:
         (["runs", "list", "--experiment", "nope"], "experiment 'nope' does not exist"),
         (["runs", "list", "--status", "DONE"], "unknown run status 'DONE'"),
     ):
-        code, out, err = mloop(cli, *args)
+        code, out, err = run_cli(cli, *args)
         assert code == 2, args
         assert err.startswith("error: "), (args, err)
         assert message in err, (args, err)

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from helpers import run_cli
 from mloop.cli import app
 from mloop.demo.data import transactions
 from mloop.workspace import Workspace
@@ -24,15 +25,8 @@ def cli(ws: Workspace, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Wo
     return ws
 
 
-def mloop(ws: Workspace, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--workspace", str(ws.home), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, " ".join(result.stderr.split())
-
-
 def test_train_tracks_and_registers(cli: Workspace) -> None:
-    code, out, err = mloop(
+    code, out, err = run_cli(
         cli,
         "train",
         "--dataset",
@@ -63,7 +57,7 @@ def test_train_tracks_and_registers(cli: Workspace) -> None:
 
 
 def test_train_json_output(cli: Workspace) -> None:
-    code, out, _ = mloop(
+    code, out, _ = run_cli(
         cli,
         "train",
         "-d",
@@ -89,7 +83,7 @@ def test_train_json_output(cli: Workspace) -> None:
 
 
 def test_train_a_regressor(cli: Workspace) -> None:
-    code, out, _ = mloop(
+    code, out, _ = run_cli(
         cli,
         "train",
         "-d",
@@ -147,7 +141,7 @@ def test_bad_input_exits_2_with_one_error_line_and_leaves_nothing(cli: Workspace
         pl.DataFrame({"x": [float(i) for i in range(10)], "y": [1] * 10}), name="one-class"
     )
     for args, message in BAD:
-        code, out, err = mloop(cli, "train", *args)
+        code, out, err = run_cli(cli, "train", *args)
         assert code == 2, (args, out, err)
         assert err.startswith("error: "), (args, err)
         assert err.count("error:") == 1, (args, err)
@@ -158,7 +152,7 @@ def test_bad_input_exits_2_with_one_error_line_and_leaves_nothing(cli: Workspace
 
 
 def test_train_needs_dataset_and_target(cli: Workspace) -> None:
-    code, _, err = mloop(cli, "train", "--dataset", "tx")
+    code, _, err = run_cli(cli, "train", "--dataset", "tx")
     assert code == 2
     assert "--target" in err
 
