@@ -8,6 +8,7 @@ server these tests skip with the reason; with ``CI=true`` they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,9 +40,8 @@ def _db_url(name: str) -> str:
     return sa.make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A database migrated to head, used as the template of every test's database."""
+def _reachable_admin_engine() -> sa.Engine:
+    """An AUTOCOMMIT engine on the server, or skip (fail under CI) saying why not."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -53,55 +53,58 @@ def pg_template() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         engine.dispose()
         service_unavailable(f"PostgreSQL is not reachable at {PG_SERVER_URL}: {exc.orig}")
-    name = f"mloop_tmpl_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    from mloop.storage import Database
+    return engine
 
-    db = Database(_db_url(name))
-    db.upgrade()
-    db.close()
+
+@contextlib.contextmanager
+def _database(engine: sa.Engine, prefix: str, template: str | None = None) -> Iterator[str]:
+    """Create a database of our own (a random name), yield its name, drop it afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{clause}')
     try:
         yield name
     finally:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database migrated to head, used as the template of every test's database."""
+    from mloop.storage import Database
+
+    engine = _reachable_admin_engine()
+    try:
+        with _database(engine, "mloop_tmpl") as name:
+            db = Database(_db_url(name))
+            db.upgrade()
+            db.close()
+            yield name
+    finally:
         engine.dispose()
 
 
 @pytest.fixture
 def pg_url(pg_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for one test."""
-    name = f"mloop_test_{uuid.uuid4().hex[:12]}"
     engine = _admin_engine()
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     try:
-        yield _db_url(name)
+        with _database(engine, "mloop_test", template=pg_template) as name:
+            yield _db_url(name)
     finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         engine.dispose()
 
 
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database with no tables, for migration tests."""
-    engine = _admin_engine()
+    engine = _reachable_admin_engine()
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa.exc.OperationalError as exc:
-        engine.dispose()
-        service_unavailable(f"PostgreSQL is not reachable at {PG_SERVER_URL}: {exc.orig}")
-    name = f"mloop_empty_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield _db_url(name)
+        with _database(engine, "mloop_empty") as name:
+            yield _db_url(name)
     finally:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         engine.dispose()
 
 

@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
 from mloop import InvalidInput, MloopError, NotFound
+from mloop.demo.data import FEATURES as DEMO_FEATURES
 from mloop.demo.data import transactions
 from mloop.models import frame_from_table
 from mloop.training import REFERENCE_PREDICTIONS
@@ -24,17 +25,7 @@ from mloop.workspace import Workspace
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
 LOGREG = "sklearn.linear_model.LogisticRegression"
 RIDGE = "sklearn.linear_model.Ridge"
-FEATURES = [
-    "amount",
-    "merchant_category",
-    "country",
-    "hour",
-    "customer_age",
-    "card_present",
-    "account_age_days",
-    "tx_last_24h",
-    "distance_from_home_km",
-]
+FEATURES = list(DEMO_FEATURES)
 
 
 @pytest.fixture
