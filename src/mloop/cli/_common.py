@@ -82,7 +82,7 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 def fmt_time(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 
 
 def fmt_num(value: Any) -> str:

@@ -54,7 +54,10 @@ def show(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
         print_json(found)
         return
     run_id = Column("run", no_wrap=True, min_width=32)  # copied into the next command
-    table = Table("version", "aliases", run_id, "trained on", "metrics", "created")
+    created = Column("created", no_wrap=True)
+    wide = console.width >= 110  # on a narrow terminal, leave out when it was made
+    headers: list[Column | str] = ["version", "aliases", run_id, "trained on", "metrics"]
+    table = Table(*headers, created) if wide else Table(*headers)
     for v in found:
         metrics = v.info.get("metrics", {})
         shown = {k: metrics[k] for k in ("roc_auc", "f1", "rmse", "r2") if k in metrics}
@@ -63,8 +66,8 @@ def show(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
             ", ".join(v.aliases) or "-",
             v.run_id or "-",
             str(v.info.get("dataset", "-")),
-            "  ".join(f"{k}={fmt_num(x)}" for k, x in shown.items()),
-            fmt_time(v.created_at),
+            "\n".join(f"{k}={fmt_num(x)}" for k, x in shown.items()),
+            *([fmt_time(v.created_at)] if wide else []),
         )
     console.print(table)
     if found:

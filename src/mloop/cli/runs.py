@@ -30,20 +30,33 @@ def list_(
     # ids are what a user copies into the next command: never cut or wrapped
     run_id = Column("run id", no_wrap=True, min_width=32)
     status_ = Column("status", no_wrap=True, min_width=8)
-    table = Table(run_id, "name", "experiment", status_, "started", "dataset", "key metrics")
+    started = Column("started", no_wrap=True)
+    wide = console.width >= 110  # on a narrow terminal: id, status, metrics (runs show has all)
+    headers: list[Column | str] = [
+        run_id,
+        "experiment / name",
+        status_,
+        started,
+        "dataset",
+        "key metrics",
+    ]
+    table = Table(*(headers if wide else [run_id, status_, "key metrics"]))
     for run in found:
         shown = {
             k: v for k, v in run.metrics.items() if k in ("roc_auc", "f1", "accuracy", "rmse", "r2")
         }
-        table.add_row(
-            run.id,
-            run.name,
-            run.experiment,
-            run.status,
-            fmt_time(run.start_time),
-            run.tags.get("mloop.dataset", "-"),
-            "  ".join(f"{k}={fmt_num(v)}" for k, v in shown.items()),
-        )
+        metrics = "\n".join(f"{k}={fmt_num(v)}" for k, v in shown.items())
+        if wide:
+            table.add_row(
+                run.id,
+                f"{run.experiment} / {run.name}",
+                run.status,
+                fmt_time(run.start_time),
+                run.tags.get("mloop.dataset", "-"),
+                metrics,
+            )
+        else:
+            table.add_row(run.id, run.status, metrics)
     console.print(table)
 
 

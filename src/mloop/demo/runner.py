@@ -37,6 +37,7 @@ class DemoSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     workspace: str
+    database: str
     dataset: str
     suite: str
     batch: str
@@ -227,6 +228,7 @@ def _run(
     logged = first_half.current_rows + second_half.current_rows
     summary = DemoSummary(
         workspace=str(ws.home),
+        database=ws.db.display_url,
         dataset=v1.ref,
         suite=f"{suite.name}@{suite.version}",
         batch=v2.ref,
@@ -315,13 +317,15 @@ def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> Non
     console.print(table)
     ws_flag = f" --workspace {s.workspace}" if Path(s.workspace) != Path(".mloop").resolve() else ""
     model = s.model.split("@")[0]
+    since = s.drift_started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     console.print(
         "\n[bold]Where to look next[/bold]\n"
         f"  mloop{ws_flag} data versions {DATASET}\n"
         f"  mloop{ws_flag} data show {s.dataset}\n"
         f"  mloop{ws_flag} runs show {s.run_id}\n"
         f"  mloop{ws_flag} models show {model}\n"
-        f"  mloop{ws_flag} monitor drift --model {model} --since {s.drift_started_at.isoformat()}\n"
+        f"  mloop{ws_flag} monitor drift --model {model} --since {since}\n"
         f"  mloop{ws_flag} serve   # then open http://127.0.0.1:8000/docs\n"
-        f"  the workspace itself: {s.workspace} (SQLite metadata + content-addressed artifacts)"
+        f"  the workspace itself: {s.workspace} (metadata in {s.database}, "
+        "artifacts under artifacts/sha256)"
     )
