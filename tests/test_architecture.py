@@ -85,7 +85,6 @@ def test_other_packages_import_domain_packages_through_their_init() -> None:
 # core's modules are its public surface; these few deep imports are deliberate.
 PRIVATE_OK = {
     ("data", "readers"),  # api.routers.datasets parses request bodies with the same reader
-    ("training", "estimators"),  # cli.train shows the default estimator in --help without sklearn
 }
 
 
@@ -117,3 +116,21 @@ def test_import_mloop_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_cli_help_stays_light() -> None:
+    """`mloop --help` must not pay for scikit-learn, pandas or FastAPI."""
+    code = (
+        "import sys, mloop.cli\n"
+        "heavy = [m for m in ('sklearn', 'fastapi', 'pandas', 'scipy') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_cli_default_estimator_is_the_trainer_s() -> None:
+    from mloop.cli.train import DEFAULT_ESTIMATOR as CLI_DEFAULT
+    from mloop.training import DEFAULT_ESTIMATOR
+
+    assert CLI_DEFAULT == DEFAULT_ESTIMATOR

@@ -8,7 +8,10 @@ import typer
 from rich.table import Table
 
 from mloop.cli._common import console, fmt_num, open_workspace, print_json
-from mloop.training.estimators import DEFAULT_ESTIMATOR
+
+# spelled out, not imported: importing mloop.training would load scikit-learn for --help
+# (tests/test_architecture.py checks that the two agree)
+DEFAULT_ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
 
 
 def train(
