@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.errors import (
+    AlreadyExists,
     Conflict,
     Forbidden,
     IntegrityError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from mloop.workspace import Workspace
 
 __all__ = [
+    "AlreadyExists",
     "Conflict",
     "Forbidden",
     "IntegrityError",

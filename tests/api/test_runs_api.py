@@ -25,7 +25,8 @@ def test_runs_are_listed_and_shown(ws: Workspace) -> None:
     ws.tracking.end_run(a.id)
     b = ws.tracking.start_run("exp-b")
     with TestClient(create_app(ws)) as client:
-        assert [e["name"] for e in client.get("/v1/experiments").json()] == ["exp-a", "exp-b"]
+        names = [e["name"] for e in client.get("/v1/experiments").json()]
+        assert names == ["Default", "exp-a", "exp-b"]
         assert [r["id"] for r in client.get("/v1/runs").json()] == [b.id, a.id]
         assert [r["id"] for r in client.get("/v1/runs?experiment=exp-a").json()] == [a.id]
         assert [r["id"] for r in client.get("/v1/runs?status=RUNNING").json()] == [b.id]

@@ -7,6 +7,7 @@ import pytest
 import mloop.core
 from mloop.core import errors
 from mloop.core.errors import (
+    AlreadyExists,
     Conflict,
     Forbidden,
     IntegrityError,
@@ -24,6 +25,7 @@ TREE = [
     (SchemaMismatch, InvalidInput, "SCHEMA_MISMATCH", 422),
     (NotFound, MloopError, "NOT_FOUND", 404),
     (Conflict, MloopError, "CONFLICT", 409),
+    (AlreadyExists, Conflict, "ALREADY_EXISTS", 409),
     (Unauthorized, MloopError, "UNAUTHORIZED", 401),
     (Forbidden, MloopError, "FORBIDDEN", 403),
     (StorageError, MloopError, "STORAGE_ERROR", 503),

@@ -80,5 +80,5 @@ def show(ctx: typer.Context, run_id: str, as_json: JSON = False) -> None:
         console.print(table)
     table = Table("path", "size", "sha256", title="artifacts", title_justify="left")
     for artifact in run.artifacts:
-        table.add_row(artifact.path, f"{artifact.size_bytes:,}", artifact.digest[:12])
+        table.add_row(artifact.path, f"{artifact.size_bytes or 0:,}", (artifact.digest or "")[:12])
     console.print(table)

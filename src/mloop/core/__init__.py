@@ -1,6 +1,7 @@
 """Foundations every other package stands on; imports nothing else of mloop."""
 
 from mloop.core.errors import (
+    AlreadyExists,
     Conflict,
     Forbidden,
     IntegrityError,
@@ -15,6 +16,7 @@ from mloop.core.schema import Column, ColumnType, TableSchema
 from mloop.core.settings import Settings
 
 __all__ = [
+    "AlreadyExists",
     "Column",
     "ColumnType",
     "Conflict",

@@ -4,7 +4,8 @@
     ├── InvalidInput            the caller sent something wrong          (HTTP 400 / 422)
     │   └── SchemaMismatch      rows or columns do not fit a schema      (HTTP 422)
     ├── NotFound                the named thing does not exist           (HTTP 404)
-    ├── Conflict                it exists, or changed under us           (HTTP 409)
+    ├── Conflict                it changed under us, or cannot change     (HTTP 409)
+    │   └── AlreadyExists       a thing of that name exists already      (HTTP 409)
     ├── Unauthorized            no or bad credentials                    (HTTP 401)
     ├── Forbidden               credentials lack the right               (HTTP 403)
     └── StorageError            a backend failed or holds corrupt data   (HTTP 503 / 500)
@@ -58,6 +59,10 @@ class Conflict(MloopError):
     http_status = 409
 
 
+class AlreadyExists(Conflict):
+    code = "ALREADY_EXISTS"
+
+
 class Unauthorized(MloopError):
     code = "UNAUTHORIZED"
     http_status = 401
@@ -79,6 +84,7 @@ class IntegrityError(StorageError):
 
 
 __all__ = [
+    "AlreadyExists",
     "Conflict",
     "Forbidden",
     "IntegrityError",

@@ -117,7 +117,9 @@ class RegistryService:
         run = self._tracking.get_run(run_id)
         prefix = safe_name(artifact_path) + "/"
         files = {
-            a.path[len(prefix) :]: a.digest for a in run.artifacts if a.path.startswith(prefix)
+            a.path[len(prefix) :]: a.digest
+            for a in run.artifacts
+            if a.path.startswith(prefix) and a.digest is not None
         }
         if META_FILE not in files:
             raise InvalidInput(

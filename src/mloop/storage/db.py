@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mloop.core.errors import InvalidInput, StorageError
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 724101  # the PostgreSQL advisory lock one migrator holds at a time
 _WRITE = "mloop_write"
@@ -82,6 +82,8 @@ def create_engine(url: str) -> Engine:
             _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # LIKE matches case as on PostgreSQL (and as MLflow's search means it); ILIKE ignores it
+            cursor.execute("PRAGMA case_sensitive_like=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -70,6 +70,7 @@ experiments = sa.Table(
     sa.Column("name", NAME, nullable=False, unique=True),
     sa.Column("lifecycle_stage", sa.String(16), nullable=False),
     sa.Column("created_at", MS, nullable=False),
+    sa.Column("updated_at", MS, nullable=True),
 )
 
 runs = sa.Table(
@@ -83,6 +84,9 @@ runs = sa.Table(
     sa.Column("end_time", MS, nullable=True),
     sa.Column("user", NAME, nullable=True),
     sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("parent_run_id", ID, nullable=True, index=True),
+    sa.Column("deleted_time", MS, nullable=True),
+    sa.Index(None, "experiment_id", "start_time"),
 )
 
 params = sa.Table(
@@ -102,7 +106,11 @@ metrics = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp", MS, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "run_id", "key", "step"),
+    # MLflow's identity of a metric value: logging the same one twice stores it once, so a client
+    # that retries a batch it is unsure about cannot double it
+    sa.UniqueConstraint("run_id", "key", "timestamp", "step", "value", "is_nan"),
 )
 
 tags = sa.Table(
@@ -130,6 +138,7 @@ registered_models = sa.Table(
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("created_at", MS, nullable=False),
     sa.Column("updated_at", MS, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False, server_default="{}"),
 )
 
 model_versions = sa.Table(
@@ -146,6 +155,9 @@ model_versions = sa.Table(
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("created_at", MS, nullable=False),
     sa.Column("created_by", NAME, nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("logged_model_id", sa.String(64), nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False, server_default="{}"),
     sa.UniqueConstraint("model_id", "version"),
 )
 
@@ -199,4 +211,76 @@ predictions = sa.Table(
     sa.Column("inputs", sa.Text, nullable=False),
     sa.Column("outputs", sa.Text, nullable=False),
     sa.Index(None, "model_name", "ts"),
+)
+
+# -- revision 0003 ---------------------------------------------------------------------------
+
+latest_metrics = sa.Table(
+    "latest_metrics",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", NAME, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("timestamp", MS, nullable=False),
+    sa.Column("is_nan", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index(None, "key", "value"),
+)
+
+experiment_tags = sa.Table(
+    "experiment_tags",
+    metadata,
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), primary_key=True),
+    sa.Column("key", NAME, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+run_inputs = sa.Table(
+    "run_inputs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("context", sa.String(64), nullable=False),
+    sa.Column("source_type", sa.String(64), nullable=True),
+    sa.Column("source", sa.Text, nullable=True),
+    sa.Column("schema", sa.Text, nullable=True),
+    sa.Column("profile", sa.Text, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.UniqueConstraint("run_id", "name", "digest", "context"),
+)
+
+logged_models = sa.Table(
+    "logged_models",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False, index=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("source_run_id", ID, sa.ForeignKey("runs.id"), nullable=True, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.Text, nullable=True),
+    sa.Column("model_type", NAME, nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+)
+
+logged_model_artifacts = sa.Table(
+    "logged_model_artifacts",
+    metadata,
+    sa.Column("model_id", sa.String(64), sa.ForeignKey("logged_models.id"), primary_key=True),
+    sa.Column("path", sa.String(1024), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+run_outputs = sa.Table(
+    "run_outputs",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("model_id", sa.String(64), sa.ForeignKey("logged_models.id"), primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False, server_default="0"),
 )

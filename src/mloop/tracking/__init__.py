@@ -1,21 +1,53 @@
-"""Experiments, runs, params, metrics, tags and artifacts."""
+"""Experiments, runs, params, metrics, tags, inputs and artifacts; MLflow's search grammar."""
 
-from mloop.tracking.runs import (
+from mloop.tracking.records import (
     DEFAULT_EXPERIMENT,
+    DEFAULT_EXPERIMENT_ID,
+    TERMINAL,
     ArtifactInfo,
+    Comparison,
+    CreateRun,
     Experiment,
+    LogBatch,
     MetricPoint,
+    MetricValue,
+    Operation,
+    Operations,
+    Page,
     Run,
+    RunInput,
     RunStatus,
-    TrackingService,
+    UpdateRun,
+    ViewType,
+    artifact_uri,
 )
+from mloop.tracking.runs import TrackingService, check_key, check_run_id, stored_metric
+from mloop.tracking.search import parse_filter, parse_order_by
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
+    "DEFAULT_EXPERIMENT_ID",
+    "TERMINAL",
     "ArtifactInfo",
+    "Comparison",
+    "CreateRun",
     "Experiment",
+    "LogBatch",
     "MetricPoint",
+    "MetricValue",
+    "Operation",
+    "Operations",
+    "Page",
     "Run",
+    "RunInput",
     "RunStatus",
     "TrackingService",
+    "UpdateRun",
+    "ViewType",
+    "artifact_uri",
+    "check_key",
+    "check_run_id",
+    "parse_filter",
+    "parse_order_by",
+    "stored_metric",
 ]

@@ -1,36 +1,68 @@
-"""Experiments and runs: params, metrics (with history), tags and artifacts."""
+"""The tracking store: experiments and runs, their params, metrics, tags, inputs and artifacts.
+
+Every public method is one transaction. ``apply`` is the workhorse: a batch of operations
+(create a run, log params/metrics/tags, update a run) validated up front and written together,
+so a client can send a thousand runs' worth of logging in one round trip.
+
+Metric values follow MLflow: NaN is kept (stored as 0 with a NaN flag), ±infinity is stored as
+the largest finite double of that sign, and the same (key, value, step, timestamp) logged twice
+is stored once, which makes a retried batch harmless. The latest value of each metric is kept
+in ``latest_metrics`` as it is written, so search never scans the history.
+"""
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from mloop.core.clock import from_ms, now_ms, to_ms
-from mloop.core.errors import Conflict, InvalidInput, NotFound
+from mloop.core.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from mloop.core.ids import is_id, new_id
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, safe_name, tables
+from mloop.tracking import search
+from mloop.tracking.records import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_EXPERIMENT_ID,
+    TERMINAL,
+    ArtifactInfo,
+    Comparison,
+    CreateRun,
+    Experiment,
+    LogBatch,
+    MetricPoint,
+    MetricValue,
+    Operation,
+    Page,
+    Run,
+    RunInput,
+    RunStatus,
+    UpdateRun,
+    ViewType,
+)
 
-RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
-TERMINAL: frozenset[str] = frozenset({"FINISHED", "FAILED", "KILLED"})
-DEFAULT_EXPERIMENT = "Default"
-KEY_PATTERN = re.compile(r"^[\w\-./ :]{1,250}$")
+KEY_PATTERN = re.compile(r"[\w\-./ :]{1,250}")
 MAX_PARAM_VALUE = 6000
-MAX_NAME = 255  # run names: the width of the column on every backend
+MAX_TAG_VALUE = 8000
+MAX_NAME = 255  # run and experiment names: the width of the column on every backend
 MAX_ARTIFACT_PATH = 1024
+MAX_FLOAT = 1.7976931348623157e308
+STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+VIEWS = {"active": ("active",), "deleted": ("deleted",), "all": ("active", "deleted")}
 
 
 def check_key(key: str, what: str) -> str:
-    if not isinstance(key, str) or not KEY_PATTERN.match(key) or ".." in key.split("/"):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key) or ".." in key.split("/"):
         raise InvalidInput(
             f"{what} key {key!r} is not allowed: 1-250 letters, digits, '_', '-', '.', '/', ':' "
             "or spaces"
@@ -38,57 +70,34 @@ def check_key(key: str, what: str) -> str:
     return key
 
 
-class Experiment(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    lifecycle_stage: str
-    created_at: datetime
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not is_id(run_id):
+        raise InvalidInput(f"{run_id!r} is not a run id (32 hex digits)")
+    return run_id
 
 
-class ArtifactInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    digest: str
-    size_bytes: int
-
-
-class Run(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    experiment_id: str
-    experiment: str
-    name: str
-    status: str
-    start_time: datetime
-    end_time: datetime | None
-    user: str | None
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    artifacts: list[ArtifactInfo]
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.end_time is None:
-            return None
-        return (self.end_time - self.start_time).total_seconds()
+def stored_metric(value: float) -> tuple[float, bool]:
+    """MLflow's storage of a metric value: (value, is_nan)."""
+    if math.isnan(value):
+        return 0.0, True
+    if math.isinf(value):
+        return (MAX_FLOAT if value > 0 else -MAX_FLOAT), False
+    return value, False
 
 
-class MetricPoint(BaseModel):
-    model_config = ConfigDict(frozen=True)
+def _view(view: ViewType | str) -> tuple[str, ...]:
+    try:
+        return VIEWS[str(view).lower()]
+    except KeyError:
+        raise InvalidInput(f"view must be active, deleted or all, not {view!r}") from None
 
-    key: str
-    value: float
-    step: int
-    timestamp: datetime
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 class TrackingService:
-    """The tracking store. Every method is one transaction."""
+    """The local tracking store (SQLite or PostgreSQL, through ``Database``)."""
 
     def __init__(
         self, db: Database, artifacts: ArtifactStore, audit: AuditLog, lineage: LineageStore
@@ -98,122 +107,515 @@ class TrackingService:
         self._audit = audit
         self._lineage = lineage
 
-    # -- experiments -------------------------------------------------------------------
-
-    def get_or_create_experiment(self, name: str = DEFAULT_EXPERIMENT) -> Experiment:
-        if not isinstance(name, str) or not name.strip() or len(name) > 255:
-            raise InvalidInput("experiment name must be 1-255 characters")
-        t = tables.experiments
-        for _attempt in range(3):
-            with self._db.read() as conn:
-                row = conn.execute(sa.select(t).where(t.c.name == name)).mappings().first()
-            if row is not None:
-                return self._experiment(row)
-            try:
-                with self._db.write() as conn:
-                    values = {
-                        "id": new_id(),
-                        "name": name,
-                        "lifecycle_stage": "active",
-                        "created_at": now_ms(),
-                    }
-                    conn.execute(t.insert().values(**values))
-                    self._audit.record(conn, "experiment.create", "experiment", name)
-                return self._experiment(values)
-            except DBIntegrityError:
-                continue
-        raise Conflict(f"could not create experiment {name!r}")
+    # == experiments ===========================================================================
 
     @staticmethod
-    def _experiment(row: Any) -> Experiment:
-        return Experiment(
-            id=row["id"],
-            name=row["name"],
-            lifecycle_stage=row["lifecycle_stage"],
-            created_at=from_ms(row["created_at"]),
+    def _check_experiment_name(name: str) -> str:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            raise InvalidInput(f"experiment name must be 1-{MAX_NAME} characters")
+        return name
+
+    def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> Experiment:
+        self._check_experiment_name(name)
+        for key in tags or {}:
+            check_key(key, "experiment tag")
+        e = tables.experiments
+        try:
+            with self._db.write() as conn:
+                if conn.execute(sa.select(e.c.id).where(e.c.name == name)).first() is not None:
+                    raise AlreadyExists(f"experiment {name!r} already exists")
+                experiment_id = DEFAULT_EXPERIMENT_ID if name == DEFAULT_EXPERIMENT else new_id()
+                now = now_ms()
+                conn.execute(
+                    e.insert().values(
+                        id=experiment_id,
+                        name=name,
+                        lifecycle_stage="active",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                if tags:
+                    conn.execute(
+                        tables.experiment_tags.insert(),
+                        [
+                            {"experiment_id": experiment_id, "key": k, "value": str(v)}
+                            for k, v in tags.items()
+                        ],
+                    )
+                self._audit.record(conn, "experiment.create", "experiment", name)
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"experiment {name!r} already exists") from exc
+        return self.get_experiment(experiment_id)
+
+    def get_or_create_experiment(self, name: str = DEFAULT_EXPERIMENT) -> Experiment:
+        self._check_experiment_name(name)
+        for _attempt in range(3):
+            try:
+                return self.get_experiment_by_name(name)
+            except NotFound:
+                pass
+            try:
+                return self.create_experiment(name)
+            except AlreadyExists:
+                continue  # created by someone else in between: read it
+        raise Conflict(f"could not create experiment {name!r}")
+
+    def _experiments(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[Experiment]:
+        e, t = tables.experiments, tables.experiment_tags
+        rows = conn.execute(sa.select(e).where(where)).mappings().all()
+        ids = [r["id"] for r in rows]
+        tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+        if ids:
+            for experiment_id, key, value in conn.execute(
+                sa.select(t.c.experiment_id, t.c.key, t.c.value).where(t.c.experiment_id.in_(ids))
+            ):
+                tags[experiment_id][key] = value
+        return [
+            Experiment(
+                id=r["id"],
+                name=r["name"],
+                lifecycle_stage=r["lifecycle_stage"],
+                created_at=from_ms(r["created_at"]),
+                updated_at=None if r["updated_at"] is None else from_ms(r["updated_at"]),
+                tags=tags[r["id"]],
+            )
+            for r in rows
+        ]
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        if not isinstance(experiment_id, str) or not experiment_id or len(experiment_id) > 32:
+            raise InvalidInput(f"{experiment_id!r} is not an experiment id")
+        with self._db.read() as conn:
+            found = self._experiments(conn, tables.experiments.c.id == experiment_id)
+        if not found:
+            raise NotFound(f"experiment {experiment_id!r} does not exist")
+        return found[0]
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        with self._db.read() as conn:
+            found = self._experiments(conn, tables.experiments.c.name == name)
+        if not found:
+            raise NotFound(f"experiment {name!r} does not exist")
+        return found[0]
+
+    def search_experiments(
+        self,
+        *,
+        view: ViewType | str = "active",
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[Experiment]:
+        """Experiments, filtered by ``name``, ``creation_time``, ``last_update_time`` and
+        ``tags.KEY`` (MLflow's grammar), newest first unless ordered otherwise."""
+        e = tables.experiments
+        limit = search.check_max_results(max_results)
+        offset = search.decode_page_token(page_token)
+        conditions: list[sa.ColumnElement[bool]] = [e.c.lifecycle_stage.in_(_view(view))]
+        for clause in _experiment_clauses(filter_string):
+            conditions.append(clause)
+        order_terms = _experiment_order(order_by)
+        query = (
+            sa.select(e.c.id)
+            .where(*conditions)
+            .order_by(*order_terms)
+            .limit(limit + 1)
+            .offset(offset)
+        )
+        with self._db.read() as conn:
+            ids = [r[0] for r in conn.execute(query)]
+            page_ids = ids[:limit]
+            found = {x.id: x for x in self._experiments(conn, e.c.id.in_(page_ids))}
+        items = [found[i] for i in page_ids]
+        token = search.encode_page_token(offset + limit) if len(ids) > limit else None
+        return Page[Experiment](items=items, next_page_token=token)
+
+    def list_experiments(self) -> builtins.list[Experiment]:
+        """Every active experiment, oldest first."""
+        e = tables.experiments
+        with self._db.read() as conn:
+            found = self._experiments(conn, e.c.lifecycle_stage == "active")
+        return sorted(found, key=lambda x: (x.created_at, x.id))
+
+    def _experiment_row(self, conn: Connection, experiment_id: str) -> Any:
+        e = tables.experiments
+        row = conn.execute(sa.select(e).where(e.c.id == experiment_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"experiment {experiment_id!r} does not exist")
+        return row
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> Experiment:
+        self._check_experiment_name(new_name)
+        e = tables.experiments
+        try:
+            with self._db.write() as conn:
+                row = self._experiment_row(conn, experiment_id)
+                if row["lifecycle_stage"] != "active":
+                    raise Conflict(f"experiment {experiment_id!r} is deleted; restore it first")
+                taken = conn.execute(
+                    sa.select(e.c.id).where(e.c.name == new_name, e.c.id != experiment_id)
+                ).first()
+                if taken is not None:
+                    raise AlreadyExists(f"experiment {new_name!r} already exists")
+                conn.execute(
+                    e.update()
+                    .where(e.c.id == experiment_id)
+                    .values(name=new_name, updated_at=now_ms())
+                )
+                self._audit.record(
+                    conn,
+                    "experiment.rename",
+                    "experiment",
+                    experiment_id,
+                    {"from": row["name"], "to": new_name},
+                )
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"experiment {new_name!r} already exists") from exc
+        return self.get_experiment(experiment_id)
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str) -> Experiment:
+        if experiment_id == DEFAULT_EXPERIMENT_ID and stage == "deleted":
+            raise InvalidInput("the Default experiment (id 0) cannot be deleted")
+        e = tables.experiments
+        with self._db.write() as conn:
+            self._experiment_row(conn, experiment_id)
+            conn.execute(
+                e.update()
+                .where(e.c.id == experiment_id)
+                .values(lifecycle_stage=stage, updated_at=now_ms())
+            )
+            action = "experiment.delete" if stage == "deleted" else "experiment.restore"
+            self._audit.record(conn, action, "experiment", experiment_id)
+        return self.get_experiment(experiment_id)
+
+    def delete_experiment(self, experiment_id: str) -> Experiment:
+        """Mark deleted (its runs stay, hidden from the active view); restore undoes it."""
+        return self._set_experiment_stage(experiment_id, "deleted")
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        return self._set_experiment_stage(experiment_id, "active")
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        check_key(key, "experiment tag")
+        t = tables.experiment_tags
+        with self._db.write() as conn:
+            self._experiment_row(conn, experiment_id)
+            conn.execute(t.delete().where(t.c.experiment_id == experiment_id, t.c.key == key))
+            conn.execute(t.insert().values(experiment_id=experiment_id, key=key, value=str(value)))
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        t = tables.experiment_tags
+        with self._db.write() as conn:
+            self._experiment_row(conn, experiment_id)
+            gone = conn.execute(
+                t.delete().where(t.c.experiment_id == experiment_id, t.c.key == key)
+            ).rowcount
+        if not gone:
+            raise NotFound(f"experiment {experiment_id!r} has no tag {key!r}")
+
+    # == writing runs ==========================================================================
+
+    def apply(self, operations: Sequence[Operation]) -> None:
+        """Apply create/log/update operations in order, in one transaction: all or nothing."""
+        for op in operations:
+            self._validate(op)
+        if not operations:
+            return
+        for _attempt in range(3):
+            try:
+                with self._db.write() as conn:
+                    self._apply(conn, operations)
+                return
+            except DBIntegrityError as exc:
+                # a concurrent writer logged the same new param or created the same run: the
+                # retry reads what it wrote and either agrees or says what conflicts
+                last = exc
+                continue
+        raise Conflict(f"could not apply the batch: {last.orig}")
+
+    def _validate(self, op: Operation) -> None:
+        if isinstance(op, CreateRun):
+            if op.run_id is not None:
+                check_run_id(op.run_id)
+            if op.parent_run_id is not None:
+                check_run_id(op.parent_run_id)
+            if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
+                raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
+            self._validate_tags(op.tags)
+        elif isinstance(op, LogBatch):
+            check_run_id(op.run_id)
+            for metric in op.metrics:
+                check_key(metric.key, "metric")
+                if isinstance(metric.step, bool):
+                    raise InvalidInput(f"metric {metric.key!r} step must be an integer")
+            for key, value in op.params.items():
+                check_key(key, "param")
+                if len(value) > MAX_PARAM_VALUE:
+                    raise InvalidInput(
+                        f"param {key!r} is {len(value)} characters; the limit is {MAX_PARAM_VALUE}"
+                    )
+            self._validate_tags(op.tags)
+        else:
+            check_run_id(op.run_id)
+            if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
+                raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
+            if op.status is not None and op.status not in STATUSES:
+                raise InvalidInput(f"unknown run status {op.status!r}")
+
+    @staticmethod
+    def _validate_tags(tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            check_key(key, "tag")
+            if len(value) > MAX_TAG_VALUE:
+                raise InvalidInput(
+                    f"tag {key!r} is {len(value)} characters; the limit is {MAX_TAG_VALUE}"
+                )
+
+    def _apply(self, conn: Connection, operations: Sequence[Operation]) -> None:
+        created: set[str] = set()
+        experiment_ok: set[str] = set()
+        for op in operations:
+            if isinstance(op, CreateRun):
+                created.add(self._create(conn, op, experiment_ok))
+            elif isinstance(op, LogBatch):
+                if op.run_id not in created:
+                    self._writable(conn, op.run_id)
+                self._log(conn, op.run_id, op.metrics, op.params, op.tags)
+            else:
+                self._update(conn, op)
+
+    def _create(self, conn: Connection, op: CreateRun, checked: set[str]) -> str:
+        if op.experiment_id not in checked:
+            row = self._experiment_row(conn, op.experiment_id)
+            if row["lifecycle_stage"] != "active":
+                raise Conflict(f"experiment {op.experiment_id!r} is deleted; restore it first")
+            checked.add(op.experiment_id)
+        run_id = op.run_id or new_id()
+        if op.parent_run_id is not None:
+            parent = conn.execute(
+                sa.select(tables.runs.c.id).where(tables.runs.c.id == op.parent_run_id)
+            ).first()
+            if parent is None:
+                raise NotFound(f"parent run {op.parent_run_id} does not exist")
+        existing = conn.execute(
+            sa.select(tables.runs.c.experiment_id).where(tables.runs.c.id == run_id)
+        ).first()
+        if existing is not None:
+            raise AlreadyExists(f"run {run_id} already exists")
+        conn.execute(
+            tables.runs.insert().values(
+                id=run_id,
+                experiment_id=op.experiment_id,
+                name=op.name or f"run-{run_id[-8:]}",
+                status="RUNNING",
+                start_time=op.start_time if op.start_time is not None else now_ms(),
+                end_time=None,
+                user=op.user or local_actor(),
+                lifecycle_stage="active",
+                parent_run_id=op.parent_run_id,
+            )
+        )
+        if op.tags:
+            self._put_tags(conn, run_id, op.tags)
+        return run_id
+
+    def _run_row(self, conn: Connection, run_id: str) -> Any:
+        check_run_id(run_id)
+        row = conn.execute(
+            sa.select(
+                tables.runs.c.status, tables.runs.c.lifecycle_stage, tables.runs.c.end_time
+            ).where(tables.runs.c.id == run_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return row
+
+    def _writable(self, conn: Connection, run_id: str) -> None:
+        row = self._run_row(conn, run_id)
+        if row.lifecycle_stage != "active":
+            raise Conflict(f"run {run_id} is deleted; restore it before logging to it")
+        if row.status in TERMINAL:
+            raise Conflict(
+                f"run {run_id} is {row.status}; a finished run cannot be changed "
+                "(resume it first: start_run(run_id=...))"
+            )
+
+    def _log(
+        self,
+        conn: Connection,
+        run_id: str,
+        metrics: Sequence[MetricValue],
+        params: Mapping[str, str],
+        tags: Mapping[str, str],
+    ) -> None:
+        if params:
+            self._put_params(conn, run_id, params)
+        if tags:
+            self._put_tags(conn, run_id, tags)
+        if metrics:
+            self._put_metrics(conn, run_id, metrics)
+
+    def _put_params(self, conn: Connection, run_id: str, params: Mapping[str, str]) -> None:
+        """Params are write-once: the same value again is fine, a different one is refused."""
+        t = tables.params
+        existing = dict(
+            conn.execute(
+                sa.select(t.c.key, t.c.value).where(t.c.run_id == run_id, t.c.key.in_(list(params)))
+            ).all()
+        )
+        for key, value in params.items():
+            if key in existing and existing[key] != value:
+                raise Conflict(
+                    f"param {key!r} of run {run_id} is already {existing[key]!r}; "
+                    f"params cannot change (got {value!r})"
+                )
+        new = [
+            {"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing
+        ]
+        if new:
+            conn.execute(t.insert(), new)
+
+    def _put_tags(self, conn: Connection, run_id: str, tags: Mapping[str, str]) -> None:
+        stmt = _insert(conn, tables.tags)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+            ),
+            [{"run_id": run_id, "key": k, "value": str(v)} for k, v in tags.items()],
         )
 
-    def list_experiments(self) -> list[Experiment]:
-        t = tables.experiments
-        with self._db.read() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.created_at)).mappings().all()
-        return [self._experiment(r) for r in rows]
+    def _put_metrics(self, conn: Connection, run_id: str, metrics: Sequence[MetricValue]) -> None:
+        now = now_ms()
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        latest: dict[str, dict[str, Any]] = {}
+        for metric in metrics:
+            value, is_nan = stored_metric(metric.value)
+            ts = metric.timestamp if metric.timestamp is not None else now
+            row = {
+                "run_id": run_id,
+                "key": metric.key,
+                "value": value,
+                "step": int(metric.step),
+                "timestamp": int(ts),
+                "is_nan": is_nan,
+            }
+            rows[(metric.key, row["timestamp"], row["step"], value, is_nan)] = row
+            best = latest.get(metric.key)
+            if best is None or (row["step"], row["timestamp"], value) > (
+                best["step"],
+                best["timestamp"],
+                best["value"],
+            ):
+                latest[metric.key] = row
+        stmt = _insert(conn, tables.metrics).on_conflict_do_nothing()
+        conn.execute(stmt, list(rows.values()))
+        upsert = _insert(conn, tables.latest_metrics)
+        lm = tables.latest_metrics
+        newer = sa.tuple_(
+            upsert.excluded.step, upsert.excluded.timestamp, upsert.excluded.value
+        ) > (sa.tuple_(lm.c.step, lm.c.timestamp, lm.c.value))
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={
+                    "value": upsert.excluded.value,
+                    "step": upsert.excluded.step,
+                    "timestamp": upsert.excluded.timestamp,
+                    "is_nan": upsert.excluded.is_nan,
+                },
+                where=newer,
+            ),
+            list(latest.values()),
+        )
 
-    # -- runs --------------------------------------------------------------------------
+    def _update(self, conn: Connection, op: UpdateRun) -> None:
+        row = self._run_row(conn, op.run_id)
+        if row.lifecycle_stage != "active":
+            raise Conflict(f"run {op.run_id} is deleted; restore it before changing it")
+        values: dict[str, Any] = {}
+        if op.name is not None:
+            values["name"] = op.name
+        if op.status is not None:
+            if op.status in ("RUNNING", "SCHEDULED"):
+                values.update(status=op.status, end_time=None)  # resume
+            else:
+                values.update(
+                    status=op.status,
+                    end_time=op.end_time if op.end_time is not None else now_ms(),
+                )
+        elif op.end_time is not None:
+            values["end_time"] = op.end_time
+        if values:
+            conn.execute(tables.runs.update().where(tables.runs.c.id == op.run_id).values(**values))
+
+    # -- the per-call conveniences over apply ------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        *,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        parent_run_id: str | None = None,
+        start_time: int | None = None,
+        user: str | None = None,
+    ) -> Run:
+        if experiment_id == DEFAULT_EXPERIMENT_ID:
+            self.get_or_create_experiment(DEFAULT_EXPERIMENT)
+        run_id = run_id or new_id()
+        self.apply(
+            [
+                CreateRun(
+                    run_id=run_id,
+                    experiment_id=experiment_id,
+                    name=name,
+                    tags={k: str(v) for k, v in (tags or {}).items()},
+                    parent_run_id=parent_run_id,
+                    start_time=start_time,
+                    user=user,
+                )
+            ]
+        )
+        return self.get_run(run_id)
 
     def start_run(
         self,
         experiment: str = DEFAULT_EXPERIMENT,
         *,
         name: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
     ) -> Run:
-        if name is not None and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
-            raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
+        """A new RUNNING run in the experiment named ``experiment`` (created if missing)."""
         exp = self.get_or_create_experiment(experiment)
-        run_id = new_id()
-        with self._db.write() as conn:
-            conn.execute(
-                tables.runs.insert().values(
-                    id=run_id,
-                    experiment_id=exp.id,
-                    name=name or f"run-{run_id[-8:]}",
-                    status="RUNNING",
-                    start_time=now_ms(),
-                    end_time=None,
-                    user=local_actor(),
-                    lifecycle_stage="active",
-                )
-            )
-            if tags:
-                self._put_tags(conn, run_id, tags)
-        return self.get_run(run_id)
+        return self.create_run(exp.id, name=name, tags=tags, parent_run_id=parent_run_id)
 
-    def _running(self, conn: Connection, run_id: str) -> None:
-        if not isinstance(run_id, str) or not is_id(run_id):
-            raise InvalidInput(f"{run_id!r} is not a run id (32 hex digits)")
-        status = conn.execute(
-            sa.select(tables.runs.c.status).where(tables.runs.c.id == run_id)
-        ).scalar()
-        if status is None:
-            raise NotFound(f"run {run_id!r} does not exist")
-        if status in TERMINAL:
-            raise Conflict(f"run {run_id} is {status}; a finished run cannot be changed")
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[MetricValue] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.apply(
+            [
+                LogBatch(
+                    run_id=run_id,
+                    metrics=list(metrics),
+                    params={k: str(v) for k, v in (params or {}).items()},
+                    tags={k: str(v) for k, v in (tags or {}).items()},
+                )
+            ]
+        )
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Params are write-once: the same value again is fine, a different one is refused."""
-        values = {check_key(k, "param"): str(v) for k, v in params.items()}
-        for key, value in values.items():
-            if len(value) > MAX_PARAM_VALUE:
-                raise InvalidInput(
-                    f"param {key!r} is {len(value)} characters; the limit is {MAX_PARAM_VALUE}"
-                )
-        t = tables.params
-        with self._db.write() as conn:
-            self._running(conn, run_id)
-            existing = dict(
-                conn.execute(
-                    sa.select(t.c.key, t.c.value).where(
-                        t.c.run_id == run_id, t.c.key.in_(list(values))
-                    )
-                ).all()
-            )
-            for key, value in values.items():
-                if key in existing and existing[key] != value:
-                    raise Conflict(
-                        f"param {key!r} of run {run_id} is already {existing[key]!r}; "
-                        f"params cannot change (got {value!r})"
-                    )
-            new = [
-                {"run_id": run_id, "key": k, "value": v}
-                for k, v in values.items()
-                if k not in existing
-            ]
-            if new:
-                conn.execute(t.insert(), new)
+        self.log_batch(run_id, params=params)
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
-        self.log_params(run_id, {key: value})
+        self.log_batch(run_id, params={key: value})
 
     def log_metrics(
         self,
@@ -224,56 +626,133 @@ class TrackingService:
         timestamp: datetime | None = None,
     ) -> None:
         ts = now_ms() if timestamp is None else to_ms(timestamp)
-        rows = []
+        values = []
         for key, value in metrics.items():
-            check_key(key, "metric")
             try:
-                number = float(value)
-            except (TypeError, ValueError) as exc:
+                values.append(MetricValue(key=key, value=value, step=step, timestamp=ts))
+            except ValueError as exc:
                 raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
-            if not math.isfinite(number):
-                # SQLite cannot store NaN (it becomes NULL) and JSON cannot carry NaN or ±inf
-                raise InvalidInput(f"metric {key!r} value {value!r} is not a finite number")
-            rows.append(
-                {"run_id": run_id, "key": key, "value": number, "step": int(step), "timestamp": ts}
-            )
-        with self._db.write() as conn:
-            self._running(conn, run_id)
-            if rows:
-                conn.execute(tables.metrics.insert(), rows)
+        self.log_batch(run_id, values)
 
     def log_metric(self, run_id: str, key: str, value: float, *, step: int = 0) -> None:
         self.log_metrics(run_id, {key: value}, step=step)
 
-    def _put_tags(self, conn: Connection, run_id: str, tags: Mapping[str, Any]) -> None:
-        t = tables.tags
-        for key, value in tags.items():
-            check_key(key, "tag")
-            conn.execute(t.delete().where(t.c.run_id == run_id, t.c.key == key))
-            conn.execute(t.insert().values(run_id=run_id, key=key, value=str(value)))
-
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        with self._db.write() as conn:
-            self._running(conn, run_id)
-            self._put_tags(conn, run_id, tags)
+        self.log_batch(run_id, tags=tags)
 
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
-        self.set_tags(run_id, {key: value})
+        self.log_batch(run_id, tags={key: value})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        t = tables.tags
+        with self._db.write() as conn:
+            self._writable(conn, run_id)
+            gone = conn.execute(t.delete().where(t.c.run_id == run_id, t.c.key == key)).rowcount
+        if not gone:
+            raise NotFound(f"run {run_id} has no tag {key!r}")
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        name: str | None = None,
+    ) -> Run:
+        """Rename, end, or resume a run (status RUNNING on a finished run resumes it)."""
+        self.apply([UpdateRun(run_id=run_id, status=status, end_time=end_time, name=name)])
+        return self.get_run(run_id)
+
+    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> Run:
+        if status not in TERMINAL:
+            raise InvalidInput(f"a run ends FINISHED, FAILED or KILLED, not {status!r}")
+        with self._db.write() as conn:
+            self._writable(conn, run_id)
+            self._update(conn, UpdateRun(run_id=run_id, status=status))
+        return self.get_run(run_id)
+
+    def _set_run_stage(self, run_id: str, stage: str) -> Run:
+        with self._db.write() as conn:
+            self._run_row(conn, run_id)
+            conn.execute(
+                tables.runs.update()
+                .where(tables.runs.c.id == run_id)
+                .values(
+                    lifecycle_stage=stage, deleted_time=now_ms() if stage == "deleted" else None
+                )
+            )
+            action = "run.delete" if stage == "deleted" else "run.restore"
+            self._audit.record(conn, action, "run", run_id)
+        return self.get_run(run_id)
+
+    def delete_run(self, run_id: str) -> Run:
+        """Mark a run deleted: hidden from searches of active runs, restorable."""
+        return self._set_run_stage(run_id, "deleted")
+
+    def restore_run(self, run_id: str) -> Run:
+        return self._set_run_stage(run_id, "active")
+
+    # -- inputs and artifacts ----------------------------------------------------------------
+
+    def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
+        """Record datasets a run read (MLflow's log_inputs), idempotently."""
+        t = tables.run_inputs
+        with self._db.write() as conn:
+            self._run_row(conn, run_id)
+            for item in inputs:
+                row = {
+                    "run_id": run_id,
+                    "name": item.name[:MAX_NAME],
+                    "digest": item.digest[:64],
+                    "context": (item.context or "training")[:64],
+                    "source_type": item.source_type,
+                    "source": item.source,
+                    "schema": item.schema_,
+                    "profile": item.profile,
+                    "created_at": now_ms(),
+                }
+                conn.execute(_insert(conn, t).on_conflict_do_nothing(), [row])
+
+    def add_input(self, run_id: str, node: tuple[str, str], relation: str = "trained_on") -> None:
+        """Record that the run consumed ``node`` (a dataset version, say) in the lineage graph."""
+        with self._db.write() as conn:
+            self._writable(conn, run_id)
+            self._lineage.add(conn, node, ("run", run_id), relation)
 
     def log_artifact_bytes(self, run_id: str, path: str, data: bytes) -> ArtifactInfo:
         name = safe_name(path)
+        with self._db.read() as conn:
+            self._writable(conn, run_id)  # refuse before the bytes are stored
         digest = self._artifacts.put_bytes(data)
         return self._attach(run_id, name, digest, len(data))
 
     def log_artifact(
         self, run_id: str, local_path: str | Path, path: str | None = None
     ) -> ArtifactInfo:
+        """Store a file as the run's artifact ``path`` (default: the file's name)."""
         source = Path(local_path)
         if not source.is_file():
             raise NotFound(f"file {source} does not exist")
         name = safe_name(path or source.name)
+        with self._db.read() as conn:
+            self._writable(conn, run_id)
         digest = self._artifacts.put_file(source)
         return self._attach(run_id, name, digest, source.stat().st_size)
+
+    def log_artifacts(
+        self, run_id: str, local_dir: str | Path, path: str | None = None
+    ) -> builtins.list[ArtifactInfo]:
+        """Store every file under ``local_dir`` below the artifact folder ``path``."""
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise NotFound(f"folder {root} does not exist")
+        stored = []
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = file.relative_to(root).as_posix()
+            stored.append(
+                self.log_artifact(run_id, file, f"{path}/{relative}" if path else relative)
+            )
+        return stored
 
     def _attach(self, run_id: str, name: str, digest: str, size: int) -> ArtifactInfo:
         if len(name) > MAX_ARTIFACT_PATH:
@@ -282,51 +761,57 @@ class TrackingService:
             )
         t = tables.run_artifacts
         with self._db.write() as conn:
-            self._running(conn, run_id)
-            conn.execute(t.delete().where(t.c.run_id == run_id, t.c.path == name))
+            self._writable(conn, run_id)
+            stmt = _insert(conn, t)
             conn.execute(
-                t.insert().values(run_id=run_id, path=name, digest=digest, size_bytes=size)
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id", "path"],
+                    set_={"digest": stmt.excluded.digest, "size_bytes": stmt.excluded.size_bytes},
+                ),
+                [{"run_id": run_id, "path": name, "digest": digest, "size_bytes": size}],
             )
         return ArtifactInfo(path=name, digest=digest, size_bytes=size)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> builtins.list[ArtifactInfo]:
+        """The files and folders directly under ``path`` (the run's root by default)."""
+        prefix = "" if not path or path in ("/", ".") else safe_name(path) + "/"
+        t = tables.run_artifacts
+        with self._db.read() as conn:
+            self._run_row(conn, run_id)
+            rows = conn.execute(
+                sa.select(t.c.path, t.c.digest, t.c.size_bytes)
+                .where(t.c.run_id == run_id, t.c.path.startswith(prefix, autoescape=True))
+                .order_by(t.c.path)
+            ).all()
+        entries: dict[str, ArtifactInfo] = {}
+        for full, digest, size in rows:
+            rest = full[len(prefix) :]
+            head, sep, _tail = rest.partition("/")
+            if sep:
+                entries.setdefault(head, ArtifactInfo(path=prefix + head, is_dir=True))
+            else:
+                entries[head] = ArtifactInfo(path=full, digest=digest, size_bytes=size)
+        return list(entries.values())
 
     def artifact_digest(self, run_id: str, path: str) -> str:
         name = safe_name(path)
         t = tables.run_artifacts
         with self._db.read() as conn:
+            self._run_row(conn, run_id)
             digest = conn.execute(
                 sa.select(t.c.digest).where(t.c.run_id == run_id, t.c.path == name)
             ).scalar()
         if digest is None:
-            self.get_run(run_id)  # NotFound for an unknown run
             raise NotFound(f"run {run_id} has no artifact {name!r}")
         return str(digest)
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         return self._artifacts.get_bytes(self.artifact_digest(run_id, path))
 
-    def add_input(self, run_id: str, node: tuple[str, str], relation: str = "trained_on") -> None:
-        """Record that the run consumed ``node`` (a dataset version, say)."""
-        with self._db.write() as conn:
-            self._running(conn, run_id)
-            self._lineage.add(conn, node, ("run", run_id), relation)
-
-    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> Run:
-        if status not in TERMINAL:
-            raise InvalidInput(f"a run ends FINISHED, FAILED or KILLED, not {status!r}")
-        with self._db.write() as conn:
-            self._running(conn, run_id)
-            conn.execute(
-                tables.runs.update()
-                .where(tables.runs.c.id == run_id)
-                .values(status=status, end_time=now_ms())
-            )
-        return self.get_run(run_id)
-
-    # -- reading -----------------------------------------------------------------------
+    # == reading runs ==========================================================================
 
     def get_run(self, run_id: str) -> Run:
-        if not isinstance(run_id, str) or not is_id(run_id):
-            raise InvalidInput(f"{run_id!r} is not a run id (32 hex digits)")
+        check_run_id(run_id)
         r, e = tables.runs, tables.experiments
         with self._db.read() as conn:
             row = (
@@ -340,42 +825,53 @@ class TrackingService:
             )
             if row is None:
                 raise NotFound(f"run {run_id} does not exist")
-            return self._assemble(conn, [row])[0]
+            return self._assemble(conn, [row], artifacts=True)[0]
 
-    def _assemble(self, conn: Connection, rows: list[Any]) -> list[Run]:
+    def _assemble(
+        self, conn: Connection, rows: Sequence[Any], *, artifacts: bool = False
+    ) -> builtins.list[Run]:
         ids = [row["id"] for row in rows]
         params: dict[str, dict[str, str]] = {i: {} for i in ids}
         tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-        metrics: dict[str, dict[str, tuple[int, int, float]]] = {i: {} for i in ids}
-        artifacts: dict[str, list[ArtifactInfo]] = {i: [] for i in ids}
-        for run_id, key, value in conn.execute(
-            sa.select(tables.params.c.run_id, tables.params.c.key, tables.params.c.value).where(
-                tables.params.c.run_id.in_(ids)
-            )
-        ):
-            params[run_id][key] = value
-        for run_id, key, value in conn.execute(
-            sa.select(tables.tags.c.run_id, tables.tags.c.key, tables.tags.c.value).where(
-                tables.tags.c.run_id.in_(ids)
-            )
-        ):
-            tags[run_id][key] = value
-        m = tables.metrics
-        for run_id, key, value, step, ts in conn.execute(
-            sa.select(m.c.run_id, m.c.key, m.c.value, m.c.step, m.c.timestamp).where(
-                m.c.run_id.in_(ids)
-            )
-        ):
-            current = metrics[run_id].get(key)
-            if current is None or (step, ts) >= (current[0], current[1]):
-                metrics[run_id][key] = (step, ts, value)
-        a = tables.run_artifacts
-        for run_id, path, digest, size in conn.execute(
-            sa.select(a.c.run_id, a.c.path, a.c.digest, a.c.size_bytes)
-            .where(a.c.run_id.in_(ids))
-            .order_by(a.c.path)
-        ):
-            artifacts[run_id].append(ArtifactInfo(path=path, digest=digest, size_bytes=size))
+        metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
+        files: dict[str, builtins.list[ArtifactInfo]] = {i: [] for i in ids}
+        inputs: dict[str, builtins.list[RunInput]] = {i: [] for i in ids}
+        for chunk in _chunks(ids, 900):
+            p, t, m, i = tables.params, tables.tags, tables.latest_metrics, tables.run_inputs
+            for run_id, key, value in conn.execute(
+                sa.select(p.c.run_id, p.c.key, p.c.value).where(p.c.run_id.in_(chunk))
+            ):
+                params[run_id][key] = value
+            for run_id, key, value in conn.execute(
+                sa.select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))
+            ):
+                tags[run_id][key] = value
+            for run_id, key, value, is_nan in conn.execute(
+                sa.select(m.c.run_id, m.c.key, m.c.value, m.c.is_nan).where(m.c.run_id.in_(chunk))
+            ):
+                metrics[run_id][key] = math.nan if is_nan else value
+            for item in conn.execute(
+                sa.select(i).where(i.c.run_id.in_(chunk)).order_by(i.c.id)
+            ).mappings():
+                inputs[item["run_id"]].append(
+                    RunInput(
+                        name=item["name"],
+                        digest=item["digest"],
+                        context=item["context"],
+                        source_type=item["source_type"],
+                        source=item["source"],
+                        schema=item["schema"],
+                        profile=item["profile"],
+                    )
+                )
+            if artifacts:
+                a = tables.run_artifacts
+                for run_id, path, digest, size in conn.execute(
+                    sa.select(a.c.run_id, a.c.path, a.c.digest, a.c.size_bytes)
+                    .where(a.c.run_id.in_(chunk))
+                    .order_by(a.c.path)
+                ):
+                    files[run_id].append(ArtifactInfo(path=path, digest=digest, size_bytes=size))
         return [
             Run(
                 id=row["id"],
@@ -386,48 +882,224 @@ class TrackingService:
                 start_time=from_ms(row["start_time"]),
                 end_time=None if row["end_time"] is None else from_ms(row["end_time"]),
                 user=row["user"],
+                lifecycle_stage=row["lifecycle_stage"],
+                parent_run_id=row["parent_run_id"],
                 params=params[row["id"]],
-                metrics={k: v[2] for k, v in sorted(metrics[row["id"]].items())},
+                metrics=dict(sorted(metrics[row["id"]].items())),
                 tags=tags[row["id"]],
-                artifacts=artifacts[row["id"]],
+                artifacts=files[row["id"]],
+                inputs=inputs[row["id"]],
             )
             for row in rows
         ]
 
-    def list_runs(
-        self, experiment: str | None = None, *, status: str | None = None, limit: int = 50
-    ) -> list[Run]:
-        """Newest first."""
-        r, e = tables.runs, tables.experiments
-        query = (
-            sa.select(r, e.c.name.label("experiment_name"))
-            .join(e, e.c.id == r.c.experiment_id)
-            .order_by(r.c.start_time.desc(), r.c.id.desc())
-            .limit(max(1, min(limit, 10_000)))
-        )
-        if experiment is not None:
-            query = query.where(e.c.name == experiment)
-        if status is not None:
-            if status.upper() not in ("RUNNING", *sorted(TERMINAL)):
-                raise InvalidInput(
-                    f"unknown run status {status!r}: use RUNNING, FINISHED, FAILED or KILLED"
-                )
-            query = query.where(r.c.status == status.upper())
-        with self._db.read() as conn:
-            if experiment is not None:
-                exists = conn.execute(sa.select(e.c.id).where(e.c.name == experiment)).scalar()
-                if exists is None:
-                    raise NotFound(f"experiment {experiment!r} does not exist")
-            rows = conn.execute(query).mappings().all()
-            return self._assemble(conn, list(rows))
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+        *,
+        view: ViewType | str = "active",
+    ) -> Page[Run]:
+        """Runs matching MLflow's filter grammar, ordered, one page at a time.
 
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        self.get_run(run_id)
+        ``experiment_ids`` None means every experiment. Default order: newest first."""
+        clauses = search.parse_filter(filter_string)
+        order = search.parse_order_by(list(order_by or []))
+        limit = search.check_max_results(max_results)
+        offset = search.decode_page_token(page_token)
+        r, e = tables.runs, tables.experiments
+        query = sa.select(r.c.id).select_from(r)
+        conditions: list[sa.ColumnElement[bool]] = [r.c.lifecycle_stage.in_(_view(view))]
+        if experiment_ids is not None:
+            ids = [str(x) for x in experiment_ids]
+            if not ids:
+                return Page[Run](items=[])
+            conditions.append(r.c.experiment_id.in_(ids))
+        conditions += [search.clause_condition(c) for c in clauses]
+        query = search.order_columns(query.where(*conditions), order)
+        query = query.limit(limit + 1).offset(offset)
+        with self._db.read() as conn:
+            if experiment_ids is not None:
+                known = set(
+                    conn.execute(sa.select(e.c.id).where(e.c.id.in_(list(experiment_ids))))
+                    .scalars()
+                    .all()
+                )
+                missing = [x for x in experiment_ids if x not in known]
+                if missing:
+                    raise NotFound(f"experiment {missing[0]!r} does not exist")
+            found = [row[0] for row in conn.execute(query)]
+            page = found[:limit]
+            rows = (
+                conn.execute(
+                    sa.select(r, e.c.name.label("experiment_name"))
+                    .join(e, e.c.id == r.c.experiment_id)
+                    .where(r.c.id.in_(page))
+                )
+                .mappings()
+                .all()
+                if page
+                else []
+            )
+            by_id = {row["id"]: row for row in rows}
+            runs = self._assemble(conn, [by_id[i] for i in page])
+        token = search.encode_page_token(offset + limit) if len(found) > limit else None
+        return Page[Run](items=runs, next_page_token=token)
+
+    def list_runs(
+        self,
+        experiment: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> builtins.list[Run]:
+        """Runs of the experiment named ``experiment`` (all experiments if None), newest first."""
+        experiment_ids = None
+        if experiment is not None:
+            experiment_ids = [self.get_experiment_by_name(experiment).id]
+        clauses = [filter_string] if filter_string else []
+        if status is not None:
+            if status.upper() not in STATUSES:
+                raise InvalidInput(
+                    f"unknown run status {status!r}; use one of {', '.join(STATUSES)}"
+                )
+            clauses.append(f"attributes.status = '{status.upper()}'")
+        return self.search_runs(
+            experiment_ids,
+            " and ".join(clauses) or None,
+            order_by,
+            max_results=max(1, min(limit, search.MAX_RESULTS)),
+        ).items
+
+    def metric_history(self, run_id: str, key: str) -> builtins.list[MetricPoint]:
         m = tables.metrics
         with self._db.read() as conn:
+            self._run_row(conn, run_id)
             rows = conn.execute(
-                sa.select(m.c.value, m.c.step, m.c.timestamp)
+                sa.select(m.c.value, m.c.step, m.c.timestamp, m.c.is_nan)
                 .where(m.c.run_id == run_id, m.c.key == key)
                 .order_by(m.c.step, m.c.timestamp, m.c.id)
             ).all()
-        return [MetricPoint(key=key, value=v, step=s, timestamp=from_ms(ts)) for v, s, ts in rows]
+        return [
+            MetricPoint(key=key, value=math.nan if is_nan else v, step=s, timestamp=from_ms(ts))
+            for v, s, ts, is_nan in rows
+        ]
+
+    def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
+        """Params and metrics of ``run_ids`` side by side (params that differ listed apart)."""
+        if not run_ids:
+            raise InvalidInput("give at least one run to compare")
+        found = [self.get_run(run_id) for run_id in run_ids]
+        param_keys = sorted({k for run in found for k in run.params})
+        metric_keys = sorted({k for run in found for k in run.metrics})
+        params = {k: [run.params.get(k) for run in found] for k in param_keys}
+        return Comparison(
+            runs=[run.id for run in found],
+            names=[run.name for run in found],
+            params=params,
+            metrics={k: [run.metrics.get(k) for run in found] for k in metric_keys},
+            differing_params=[k for k, values in params.items() if len(set(values)) > 1],
+        )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[builtins.list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+# -- experiment search -------------------------------------------------------------------------
+
+
+def _experiment_clauses(filter_string: str | None) -> builtins.list[sa.ColumnElement[bool]]:
+    """MLflow's experiment filter: name, creation_time, last_update_time, tags.KEY."""
+    if not filter_string or not filter_string.strip():
+        return []
+    e, t = tables.experiments, tables.experiment_tags
+    parser = search._Parser(filter_string, "experiment filter")
+    conditions: builtins.list[sa.ColumnElement[bool]] = []
+    while True:
+        first = parser.take()
+        name = first.text if first.kind in ("word", "keyword") else None
+        if name is None:
+            raise parser.error(f"expected a field at position {first.pos}")
+        if name.lower() in ("tags", "tag"):
+            if parser.take().text != ".":
+                raise parser.error("expected tags.KEY")
+            key_token = parser.take()
+            key = (
+                search._unquote(key_token)
+                if key_token.kind in ("string", "backtick")
+                else key_token.text
+            )
+            op = parser.take().text
+            if op not in ("=", "!=", "LIKE", "ILIKE"):
+                raise parser.error(f"tags compare with =, !=, LIKE or ILIKE, not {op!r}")
+            value = parser.take()
+            if value.kind != "string":
+                raise parser.error("tag values are quoted strings")
+            conditions.append(
+                sa.exists().where(
+                    t.c.experiment_id == e.c.id,
+                    t.c.key == key,
+                    search._compare(t.c.value, op, search._unquote(value)),
+                )
+            )
+        else:
+            field = {"attribute.name": "name", "name": "name"}.get(name.lower(), name.lower())
+            if field in ("attribute", "attributes"):
+                parser.take()
+                field = parser.take().text
+            columns = {
+                "name": e.c.name,
+                "creation_time": e.c.created_at,
+                "last_update_time": e.c.updated_at,
+            }
+            if field not in columns:
+                raise parser.error(
+                    f"unknown field {field!r}: "
+                    "use name, creation_time, last_update_time or tags.KEY"
+                )
+            op = parser.take().text
+            value = parser.take()
+            if field == "name":
+                if value.kind != "string":
+                    raise parser.error("name compares with a quoted string")
+                conditions.append(search._compare(columns[field], op, search._unquote(value)))
+            else:
+                if value.kind != "number":
+                    raise parser.error(f"{field} compares with a number (Unix milliseconds)")
+                conditions.append(search._compare(columns[field], op, int(float(value.text))))
+        nxt = parser.peek()
+        if nxt is None:
+            return conditions
+        parser.take()
+        if nxt.text != "AND":
+            raise parser.error(f"expected AND at position {nxt.pos}, found {nxt.text!r}")
+
+
+def _experiment_order(order_by: Sequence[str] | None) -> builtins.list[sa.ColumnElement[Any]]:
+    e = tables.experiments
+    columns = {
+        "name": e.c.name,
+        "creation_time": e.c.created_at,
+        "last_update_time": e.c.updated_at,
+        "experiment_id": e.c.id,
+    }
+    terms: builtins.list[sa.ColumnElement[Any]] = []
+    for item in order_by or []:
+        parts = item.strip().split()
+        field = parts[0].removeprefix("attribute.").removeprefix("attributes.") if parts else ""
+        if field not in columns or len(parts) > 2:
+            raise InvalidInput(
+                f"invalid order_by {item!r}: use name, creation_time, last_update_time"
+            )
+        descending = len(parts) == 2 and parts[1].upper() == "DESC"
+        if len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC"):
+            raise InvalidInput(f"invalid order_by {item!r}: ASC or DESC")
+        terms.append(columns[field].desc() if descending else columns[field].asc())
+    return terms or [e.c.created_at.desc(), e.c.id.desc()]
