@@ -1,5 +1,12 @@
 """mloop: the production ML loop in one package.
 
+    import mloop
+    mloop.set_experiment("fraud")
+    with mloop.start_run():
+        mloop.log_params({"C": 0.1})
+        mloop.log_metric("auc", 0.93)
+
+
 import mloop
 ws = mloop.Workspace.open()            # ./.mloop, or $MLOOP_HOME
 v = ws.datasets.ingest("tx.csv", name="transactions")
@@ -29,6 +36,36 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from mloop.workspace import Workspace
 
+
+_FLUENT = (
+    "ActiveRun",
+    "active_run",
+    "end_run",
+    "flush",
+    "get_run",
+    "get_tracking_uri",
+    "init",
+    "last_active_run",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_table",
+    "log_text",
+    "search_runs",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+)
+
+
 __all__ = [
     "AlreadyExists",
     "Conflict",
@@ -40,8 +77,10 @@ __all__ = [
     "SchemaMismatch",
     "StorageError",
     "Unauthorized",
+    "MloopClient",
     "Workspace",
     "__version__",
+    *_FLUENT,
 ]
 
 
@@ -51,4 +90,12 @@ def __getattr__(name: str) -> Any:
         from mloop.workspace import Workspace
 
         return Workspace
+    if name == "MloopClient":
+        from mloop.client import MloopClient
+
+        return MloopClient
+    if name in _FLUENT:
+        from mloop import fluent
+
+        return getattr(fluent, name)
     raise AttributeError(f"module 'mloop' has no attribute {name!r}")

@@ -46,6 +46,23 @@ class Settings(BaseSettings):
     alias_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long the server trusts an alias lookup."
     )
+    tracking_uri: str | None = Field(
+        default=None,
+        description="Where the fluent API logs: an mloop server (http://host:port) or a "
+        "workspace folder; default the workspace at home.",
+    )
+    tracking_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="The fluent API sends buffered metrics at least this often; a SIGKILL loses "
+        "at most this much logging.",
+    )
+    system_metrics: bool = Field(
+        default=False, description="Sample CPU, memory, disk, network (and GPU) for every run."
+    )
+    system_metrics_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between system-metric samples."
+    )
 
     @classmethod
     def settings_customise_sources(

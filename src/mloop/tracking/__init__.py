@@ -21,7 +21,15 @@ from mloop.tracking.records import (
     ViewType,
     artifact_uri,
 )
-from mloop.tracking.runs import TrackingService, check_key, check_run_id, stored_metric
+from mloop.tracking.runs import (
+    TrackingService,
+    check_key,
+    check_run_id,
+    stored_metric,
+    validate_operation,
+    validate_params,
+    validate_tags,
+)
 from mloop.tracking.search import parse_filter, parse_order_by
 
 __all__ = [
@@ -50,4 +58,7 @@ __all__ = [
     "parse_filter",
     "parse_order_by",
     "stored_metric",
+    "validate_operation",
+    "validate_params",
+    "validate_tags",
 ]

@@ -29,7 +29,7 @@ def artifact_uri(experiment_id: str, run_id: str) -> str:
 
 
 class Experiment(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     id: str
     name: str
@@ -40,7 +40,7 @@ class Experiment(BaseModel):
 
 
 class ArtifactInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     path: str
     digest: str | None = None  # None for a folder in a listing
@@ -60,11 +60,13 @@ class RunInput(BaseModel):
     schema_: str | None = Field(default=None, alias="schema")
     profile: str | None = None
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, serialize_by_alias=True, ser_json_inf_nan="strings"
+    )
 
 
 class Run(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     id: str
     experiment_id: str
@@ -90,7 +92,7 @@ class Run(BaseModel):
 
 
 class MetricPoint(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     key: str
     value: float
@@ -101,7 +103,7 @@ class MetricPoint(BaseModel):
 class Page(BaseModel, Generic[T]):
     """One page of results and the token of the next (None on the last page)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     items: list[T]
     next_page_token: str | None = None
@@ -110,7 +112,7 @@ class Page(BaseModel, Generic[T]):
 class Comparison(BaseModel):
     """Params and metrics of several runs side by side: one row per key, one column per run."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     runs: list[str]
     names: list[str]
@@ -137,7 +139,7 @@ def _float(value: Any) -> float:
 class MetricValue(BaseModel):
     """One value of one metric: ``timestamp`` in Unix milliseconds (None: when it is stored)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     key: str
     value: float
@@ -151,7 +153,7 @@ class MetricValue(BaseModel):
 
 
 class CreateRun(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     op: Literal["create_run"] = "create_run"
     run_id: str | None = None  # clients may choose the id (a UUIDv7), so creation can be batched
@@ -164,7 +166,7 @@ class CreateRun(BaseModel):
 
 
 class LogBatch(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     op: Literal["log"] = "log"
     run_id: str
@@ -181,7 +183,7 @@ class LogBatch(BaseModel):
 
 
 class UpdateRun(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     op: Literal["update_run"] = "update_run"
     run_id: str

@@ -85,6 +85,50 @@ def stored_metric(value: float) -> tuple[float, bool]:
     return value, False
 
 
+def validate_tags(tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        check_key(key, "tag")
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidInput(
+                f"tag {key!r} is {len(value)} characters; the limit is {MAX_TAG_VALUE}"
+            )
+
+
+def validate_params(params: Mapping[str, str]) -> None:
+    for key, value in params.items():
+        check_key(key, "param")
+        if len(value) > MAX_PARAM_VALUE:
+            raise InvalidInput(
+                f"param {key!r} is {len(value)} characters; the limit is {MAX_PARAM_VALUE}"
+            )
+
+
+def validate_operation(op: Operation) -> None:
+    """Everything that can be checked without the database: ids, keys, lengths, statuses."""
+    if isinstance(op, CreateRun):
+        if op.run_id is not None:
+            check_run_id(op.run_id)
+        if op.parent_run_id is not None:
+            check_run_id(op.parent_run_id)
+        if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
+            raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
+        validate_tags(op.tags)
+    elif isinstance(op, LogBatch):
+        check_run_id(op.run_id)
+        for metric in op.metrics:
+            check_key(metric.key, "metric")
+            if isinstance(metric.step, bool):
+                raise InvalidInput(f"metric {metric.key!r} step must be an integer")
+        validate_params(op.params)
+        validate_tags(op.tags)
+    else:
+        check_run_id(op.run_id)
+        if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
+            raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
+        if op.status is not None and op.status not in STATUSES:
+            raise InvalidInput(f"unknown run status {op.status!r}")
+
+
 def _view(view: ViewType | str) -> tuple[str, ...]:
     try:
         return VIEWS[str(view).lower()]
@@ -320,7 +364,7 @@ class TrackingService:
     def apply(self, operations: Sequence[Operation]) -> None:
         """Apply create/log/update operations in order, in one transaction: all or nothing."""
         for op in operations:
-            self._validate(op)
+            validate_operation(op)
         if not operations:
             return
         for _attempt in range(3):
@@ -334,44 +378,6 @@ class TrackingService:
                 last = exc
                 continue
         raise Conflict(f"could not apply the batch: {last.orig}")
-
-    def _validate(self, op: Operation) -> None:
-        if isinstance(op, CreateRun):
-            if op.run_id is not None:
-                check_run_id(op.run_id)
-            if op.parent_run_id is not None:
-                check_run_id(op.parent_run_id)
-            if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
-                raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
-            self._validate_tags(op.tags)
-        elif isinstance(op, LogBatch):
-            check_run_id(op.run_id)
-            for metric in op.metrics:
-                check_key(metric.key, "metric")
-                if isinstance(metric.step, bool):
-                    raise InvalidInput(f"metric {metric.key!r} step must be an integer")
-            for key, value in op.params.items():
-                check_key(key, "param")
-                if len(value) > MAX_PARAM_VALUE:
-                    raise InvalidInput(
-                        f"param {key!r} is {len(value)} characters; the limit is {MAX_PARAM_VALUE}"
-                    )
-            self._validate_tags(op.tags)
-        else:
-            check_run_id(op.run_id)
-            if op.name is not None and not 0 < len(op.name) <= MAX_NAME:
-                raise InvalidInput(f"run name must be 1-{MAX_NAME} characters")
-            if op.status is not None and op.status not in STATUSES:
-                raise InvalidInput(f"unknown run status {op.status!r}")
-
-    @staticmethod
-    def _validate_tags(tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            check_key(key, "tag")
-            if len(value) > MAX_TAG_VALUE:
-                raise InvalidInput(
-                    f"tag {key!r} is {len(value)} characters; the limit is {MAX_TAG_VALUE}"
-                )
 
     def _apply(self, conn: Connection, operations: Sequence[Operation]) -> None:
         created: set[str] = set()
@@ -403,6 +409,8 @@ class TrackingService:
             sa.select(tables.runs.c.experiment_id).where(tables.runs.c.id == run_id)
         ).first()
         if existing is not None:
+            if op.run_id is not None and existing.experiment_id == op.experiment_id:
+                return run_id  # a client retrying its own creation: already done
             raise AlreadyExists(f"run {run_id} already exists")
         conn.execute(
             tables.runs.insert().values(

@@ -1,0 +1,174 @@
+"""``MloopClient``: lookups and management over a tracking store, local or remote.
+
+client = mloop.MloopClient()                       # same store as the fluent API
+client = mloop.MloopClient("http://127.0.0.1:8000")
+runs = client.search_runs(["churn"], "metrics.auc > 0.9", ["metrics.auc DESC"])
+runs.to_pandas()
+client.compare_runs([r.id for r in runs[:3]])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mloop.core.errors import InvalidInput, NotFound
+from mloop.core.ids import is_id
+from mloop.tracking import (
+    ArtifactInfo,
+    Comparison,
+    Experiment,
+    MetricPoint,
+    Page,
+    Run,
+    ViewType,
+)
+from mloop.tracking.store import TrackingStore
+
+
+class RunList(list[Run]):
+    """A page of runs: a list, plus the token of the next page and a pandas view."""
+
+    next_page_token: str | None = None
+
+    def to_pandas(self) -> Any:
+        """One row per run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*``."""
+        import pandas as pd
+
+        records = []
+        for run in self:
+            record: dict[str, Any] = {
+                "run_id": run.id,
+                "experiment_id": run.experiment_id,
+                "run_name": run.name,
+                "status": run.status,
+                "start_time": run.start_time,
+                "end_time": run.end_time,
+                "user": run.user,
+            }
+            record.update({f"params.{k}": v for k, v in run.params.items()})
+            record.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+            record.update({f"tags.{k}": v for k, v in run.tags.items()})
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+
+class MloopClient:
+    def __init__(
+        self, uri: str | os.PathLike[str] | None = None, *, store: TrackingStore | None = None
+    ) -> None:
+        if store is not None:
+            self.store = store
+        elif uri is None:
+            from mloop import fluent
+
+            self.store = fluent._context().store
+        else:
+            from mloop.fluent import _open
+
+            self.store, _resolved, self._owner = _open(os.fspath(uri))
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> Experiment:
+        return self.store.create_experiment(name, tags)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self.store.get_experiment(experiment_id)
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        return self.store.get_experiment_by_name(name)
+
+    def resolve_experiment(self, name_or_id: str) -> Experiment:
+        """An experiment by id (32 hex digits, or MLflow's "0"), else by name."""
+        if name_or_id == "0" or is_id(name_or_id):
+            try:
+                return self.store.get_experiment(name_or_id)
+            except NotFound:
+                pass
+        return self.store.get_experiment_by_name(name_or_id)
+
+    def search_experiments(
+        self,
+        view: ViewType | str = "active",
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[Experiment]:
+        return self.store.search_experiments(
+            view=view,
+            filter_string=filter_string,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+        )
+
+    def rename_experiment(self, name_or_id: str, new_name: str) -> Experiment:
+        return self.store.rename_experiment(self.resolve_experiment(name_or_id).id, new_name)
+
+    def delete_experiment(self, name_or_id: str) -> Experiment:
+        return self.store.delete_experiment(self.resolve_experiment(name_or_id).id)
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        return self.store.restore_experiment(experiment_id)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        return self.store.get_run(run_id)
+
+    def search_runs(
+        self,
+        experiments: Sequence[str] | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = 1000,
+        page_token: str | None = None,
+        view: ViewType | str = "active",
+    ) -> RunList:
+        """Runs of ``experiments`` (names or ids; None: all) matching MLflow's filter grammar,
+        e.g. ``metrics.auc > 0.9 and params.model = 'xgb' and tags.team LIKE 'risk%'``."""
+        if isinstance(experiments, str):
+            raise InvalidInput("experiments is a list of names or ids")
+        ids = None
+        if experiments is not None:
+            ids = [self.resolve_experiment(e).id for e in experiments]
+        page = self.store.search_runs(
+            ids, filter_string, order_by, max_results, page_token, view=view
+        )
+        result = RunList(page.items)
+        result.next_page_token = page.next_page_token
+        return result
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        return self.store.metric_history(run_id, key)
+
+    def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
+        return self.store.compare_runs(run_ids)
+
+    def delete_run(self, run_id: str) -> Run:
+        return self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> Run:
+        return self.store.restore_run(run_id)
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED") -> Run:
+        return self.store.update_run(run_id, status=status)  # type: ignore[arg-type]
+
+    # -- artifacts -------------------------------------------------------------------------
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+        return self.store.list_artifacts(run_id, path)
+
+    def download_artifact(
+        self, run_id: str, path: str, destination: str | os.PathLike[str] = "."
+    ) -> Path:
+        """Write the artifact ``path`` to a file in ``destination``; return the file."""
+        data = self.store.read_artifact(run_id, path)
+        target = Path(destination) / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return target

@@ -1,0 +1,341 @@
+"""A tracking store on an mloop server, over HTTP: the same interface as the local store.
+
+``mloop.init("http://host:port")`` (or ``MLOOP_TRACKING_URI``) makes the fluent API log here.
+Errors come back as the same ``MloopError`` classes the server raised. Requests that fail for
+the network's or the server's sake (connection refused, 502/503/504) are retried a few times;
+that is safe because every write is idempotent: a run created twice with the same id, a metric
+value stored twice, a param or tag set to the value it has, all leave one copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from mloop.core import errors as mloop_errors
+from mloop.core.errors import InvalidInput, MloopError, StorageError
+from mloop.tracking.records import (
+    ArtifactInfo,
+    Comparison,
+    CreateRun,
+    Experiment,
+    LogBatch,
+    MetricPoint,
+    Operation,
+    Page,
+    Run,
+    RunInput,
+    RunStatus,
+    UpdateRun,
+    ViewType,
+)
+
+M = TypeVar("M", bound=BaseModel)
+RETRIES = 4
+_CODES: dict[str, type[MloopError]] = {}
+
+
+def _error_classes(cls: type[MloopError]) -> None:
+    _CODES.setdefault(cls.code, cls)
+    for sub in cls.__subclasses__():
+        _error_classes(sub)
+
+
+_error_classes(mloop_errors.MloopError)
+
+
+def _number(value: float) -> float | str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def encode_operations(operations: Sequence[Operation]) -> bytes:
+    """The batch as JSON, fast: NaN and infinities as MLflow's strings."""
+    out: list[dict[str, Any]] = []
+    for op in operations:
+        if isinstance(op, LogBatch):
+            out.append(
+                {
+                    "op": "log",
+                    "run_id": op.run_id,
+                    "metrics": [
+                        {
+                            "key": m.key,
+                            "value": _number(m.value),
+                            "step": m.step,
+                            "timestamp": m.timestamp,
+                        }
+                        for m in op.metrics
+                    ],
+                    "params": op.params,
+                    "tags": op.tags,
+                }
+            )
+        else:
+            out.append(op.model_dump(mode="json"))
+    return json.dumps({"operations": out}, allow_nan=False).encode()
+
+
+class RemoteTrackingStore:
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={"user-agent": "mloop-client"},
+            limits=httpx.Limits(max_keepalive_connections=4, max_connections=8),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        if json_body is not None:
+            content = json.dumps(json_body, allow_nan=False).encode()
+            headers = {**(headers or {}), "content-type": "application/json"}
+        delay = 0.2
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._http.request(
+                    method, path, content=content, params=params, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if attempt == RETRIES:
+                    raise StorageError(
+                        f"cannot reach the mloop server at {self.url}: {exc}"
+                    ) from exc
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code not in (502, 503, 504) or attempt == RETRIES:
+                    raise self._error(response)
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(self, response: httpx.Response) -> MloopError:
+        try:
+            body = response.json()
+            cls = _CODES.get(body.get("error", ""), MloopError)
+            message = body.get("message") or response.text
+        except ValueError:
+            cls, message = MloopError, response.text or response.reason_phrase
+        if cls is MloopError:
+            cls = StorageError if response.status_code >= 500 else InvalidInput
+        return cls(str(message))
+
+    def _get(self, path: str, model: type[M], **params: Any) -> M:
+        response = self._request(
+            "GET", path, params={k: v for k, v in params.items() if v is not None}
+        )
+        return model.model_validate_json(response.content)
+
+    def _post(self, path: str, model: type[M], body: Any) -> M:
+        return model.model_validate_json(self._request("POST", path, json_body=body).content)
+
+    # -- experiments -------------------------------------------------------------------------
+
+    def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> Experiment:
+        body = {"name": name, "tags": {k: str(v) for k, v in (tags or {}).items()}}
+        return self._post("/v1/experiments", Experiment, body)
+
+    def get_or_create_experiment(self, name: str = "Default") -> Experiment:
+        from mloop.core.errors import AlreadyExists, NotFound
+
+        for _attempt in range(3):
+            try:
+                return self.get_experiment_by_name(name)
+            except NotFound:
+                pass
+            try:
+                return self.create_experiment(name)
+            except AlreadyExists:
+                continue
+        return self.get_experiment_by_name(name)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._get(f"/v1/experiments/{quote(experiment_id, safe='')}", Experiment)
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        return self._get(f"/v1/experiments/by-name/{quote(name, safe='')}", Experiment)
+
+    def search_experiments(
+        self,
+        *,
+        view: ViewType | str = "active",
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[Experiment]:
+        body = {
+            "view": view,
+            "filter": filter_string,
+            "order_by": list(order_by) if order_by else None,
+            "max_results": max_results,
+            "page_token": page_token,
+        }
+        return self._post("/v1/experiments/search", Page[Experiment], body)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> Experiment:
+        response = self._request(
+            "PATCH",
+            f"/v1/experiments/{quote(experiment_id, safe='')}",
+            json_body={"name": new_name},
+        )
+        return Experiment.model_validate_json(response.content)
+
+    def delete_experiment(self, experiment_id: str) -> Experiment:
+        response = self._request("DELETE", f"/v1/experiments/{quote(experiment_id, safe='')}")
+        return Experiment.model_validate_json(response.content)
+
+    def restore_experiment(self, experiment_id: str) -> Experiment:
+        return self._post(
+            f"/v1/experiments/{quote(experiment_id, safe='')}/restore", Experiment, {}
+        )
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        self._request(
+            "PUT",
+            f"/v1/experiments/{quote(experiment_id, safe='')}/tags/{quote(key, safe='')}",
+            json_body={"value": str(value)},
+        )
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def apply(self, operations: Sequence[Operation]) -> None:
+        if operations:
+            self._request(
+                "POST",
+                "/v1/tracking/batch",
+                content=encode_operations(operations),
+                headers={"content-type": "application/json"},
+            )
+
+    def create_run(self, experiment_id: str = "0", **kwargs: Any) -> Run:
+        from mloop.core.ids import new_id
+
+        run_id = kwargs.pop("run_id", None) or new_id()
+        self.apply([CreateRun(run_id=run_id, experiment_id=experiment_id, **kwargs)])
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        return self._get(f"/v1/runs/{quote(run_id, safe='')}", Run)
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        end_time: int | None = None,
+        name: str | None = None,
+    ) -> Run:
+        self.apply([UpdateRun(run_id=run_id, status=status, end_time=end_time, name=name)])
+        return self.get_run(run_id)
+
+    def delete_run(self, run_id: str) -> Run:
+        response = self._request("DELETE", f"/v1/runs/{quote(run_id, safe='')}")
+        return Run.model_validate_json(response.content)
+
+    def restore_run(self, run_id: str) -> Run:
+        return self._post(f"/v1/runs/{quote(run_id, safe='')}/restore", Run, {})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._request("DELETE", f"/v1/runs/{quote(run_id, safe='')}/tags/{quote(key, safe='')}")
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+        *,
+        view: ViewType | str = "active",
+    ) -> Page[Run]:
+        body = {
+            "experiment_ids": list(experiment_ids) if experiment_ids is not None else None,
+            "filter": filter_string,
+            "order_by": list(order_by) if order_by else None,
+            "max_results": max_results,
+            "page_token": page_token,
+            "view": view,
+        }
+        return self._post("/v1/runs/search", Page[Run], body)
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        response = self._request(
+            "GET", f"/v1/runs/{quote(run_id, safe='')}/metrics/{quote(key, safe='')}"
+        )
+        return _METRIC_POINTS.validate_json(response.content)
+
+    def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
+        return self._post("/v1/runs/compare", Comparison, {"run_ids": list(run_ids)})
+
+    def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
+        self._request(
+            "POST",
+            f"/v1/runs/{quote(run_id, safe='')}/inputs",
+            json_body=[i.model_dump(mode="json") for i in inputs],
+        )
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def log_artifact_bytes(self, run_id: str, path: str, data: bytes) -> ArtifactInfo:
+        response = self._request(
+            "PUT",
+            f"/v1/runs/{quote(run_id, safe='')}/artifacts/{quote(path, safe='/')}",
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
+        return ArtifactInfo.model_validate_json(response.content)
+
+    def log_artifact(
+        self, run_id: str, local_path: str | Path, path: str | None = None
+    ) -> ArtifactInfo:
+        source = Path(local_path)
+        if not source.is_file():
+            from mloop.core.errors import NotFound
+
+            raise NotFound(f"file {source} does not exist")
+        return self.log_artifact_bytes(run_id, path or source.name, source.read_bytes())
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+        response = self._request(
+            "GET",
+            f"/v1/runs/{quote(run_id, safe='')}/artifacts",
+            params={"path": path} if path else None,
+        )
+        return _ARTIFACTS.validate_json(response.content)
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        response = self._request(
+            "GET", f"/v1/runs/{quote(run_id, safe='')}/artifacts/{quote(path, safe='/')}"
+        )
+        return response.content
+
+
+_METRIC_POINTS = TypeAdapter(list[MetricPoint])
+_ARTIFACTS = TypeAdapter(list[ArtifactInfo])
