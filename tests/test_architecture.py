@@ -25,8 +25,8 @@ RANKS = {
     "serving": 6,
     "monitoring": 6,
     "workspace": 7,
-    "fluent": 8,  # the fluent tracking API and the client open workspaces or remote stores
-    "client": 8,
+    "fluent": 8,  # the fluent tracking API opens workspaces or remote stores
+    "client": 9,  # MloopClient defaults to the fluent API's store
     "api": 8,
     "demo": 8,
     "cli": 9,  # the command line hosts the API server and the demo

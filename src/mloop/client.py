@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mloop.core.errors import InvalidInput, NotFound
-from mloop.core.ids import is_id
 from mloop.tracking import (
     ArtifactInfo,
     Comparison,
@@ -23,36 +21,12 @@ from mloop.tracking import (
     MetricPoint,
     Page,
     Run,
+    RunList,
+    TrackingStore,
     ViewType,
+    resolve_experiment,
+    search_run_list,
 )
-from mloop.tracking.store import TrackingStore
-
-
-class RunList(list[Run]):
-    """A page of runs: a list, plus the token of the next page and a pandas view."""
-
-    next_page_token: str | None = None
-
-    def to_pandas(self) -> Any:
-        """One row per run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*``."""
-        import pandas as pd
-
-        records = []
-        for run in self:
-            record: dict[str, Any] = {
-                "run_id": run.id,
-                "experiment_id": run.experiment_id,
-                "run_name": run.name,
-                "status": run.status,
-                "start_time": run.start_time,
-                "end_time": run.end_time,
-                "user": run.user,
-            }
-            record.update({f"params.{k}": v for k, v in run.params.items()})
-            record.update({f"metrics.{k}": v for k, v in run.metrics.items()})
-            record.update({f"tags.{k}": v for k, v in run.tags.items()})
-            records.append(record)
-        return pd.DataFrame.from_records(records)
 
 
 class MloopClient:
@@ -83,12 +57,7 @@ class MloopClient:
 
     def resolve_experiment(self, name_or_id: str) -> Experiment:
         """An experiment by id (32 hex digits, or MLflow's "0"), else by name."""
-        if name_or_id == "0" or is_id(name_or_id):
-            try:
-                return self.store.get_experiment(name_or_id)
-            except NotFound:
-                pass
-        return self.store.get_experiment_by_name(name_or_id)
+        return resolve_experiment(self.store, name_or_id)
 
     def search_experiments(
         self,
@@ -131,17 +100,9 @@ class MloopClient:
     ) -> RunList:
         """Runs of ``experiments`` (names or ids; None: all) matching MLflow's filter grammar,
         e.g. ``metrics.auc > 0.9 and params.model = 'xgb' and tags.team LIKE 'risk%'``."""
-        if isinstance(experiments, str):
-            raise InvalidInput("experiments is a list of names or ids")
-        ids = None
-        if experiments is not None:
-            ids = [self.resolve_experiment(e).id for e in experiments]
-        page = self.store.search_runs(
-            ids, filter_string, order_by, max_results, page_token, view=view
+        return search_run_list(
+            self.store, experiments, filter_string, order_by, max_results, page_token, view
         )
-        result = RunList(page.items)
-        result.next_page_token = page.next_page_token
-        return result
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         return self.store.metric_history(run_id, key)

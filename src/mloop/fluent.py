@@ -41,22 +41,24 @@ from mloop.security import local_actor
 from mloop.tracking import (
     DEFAULT_EXPERIMENT_ID,
     TERMINAL,
+    BatchLogger,
     CreateRun,
     Experiment,
     Run,
     RunInput,
+    RunList,
     RunStatus,
+    SystemMetricsMonitor,
+    TrackingStore,
     UpdateRun,
     check_key,
+    parse_metric_value,
+    search_run_list,
     validate_params,
     validate_tags,
 )
-from mloop.tracking.buffer import BatchLogger
-from mloop.tracking.records import _float
-from mloop.tracking.store import TrackingStore
 
 if TYPE_CHECKING:
-    from mloop.tracking.system_metrics import SystemMetricsMonitor
     from mloop.workspace import Workspace
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -142,7 +144,7 @@ def _stack() -> list[ActiveRun]:
 def _open(uri: str | None) -> tuple[TrackingStore, str, Workspace | None]:
     target = uri or Settings().tracking_uri
     if target and target.startswith(("http://", "https://")):
-        from mloop.tracking.remote import RemoteTrackingStore
+        from mloop.tracking import RemoteTrackingStore
 
         return RemoteTrackingStore(target), target, None
     from mloop.workspace import Workspace
@@ -286,8 +288,6 @@ def _resume(
 
 
 def _start_system_metrics(ctx: _Context, active: ActiveRun) -> None:
-    from mloop.tracking.system_metrics import SystemMetricsMonitor
-
     run_id = active.run_id
 
     def record(values: dict[str, float], step: int) -> None:
@@ -380,7 +380,7 @@ def log_metric(
     run_id = _run_id()
     _key(key, "metric")
     try:
-        number = _float(value)
+        number = parse_metric_value(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
     if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -401,7 +401,7 @@ def log_metrics(
     for key, value in metrics.items():
         _key(key, "metric")
         try:
-            values.append((key, _float(value), step or 0, ts))
+            values.append((key, parse_metric_value(value), step or 0, ts))
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
     ctx.logger.log(run_id, metrics=values)
@@ -525,8 +525,7 @@ def log_table(data: Any, artifact_file: str) -> None:
 def log_input(data: Any, *, name: str | None = None, context: str = "training") -> None:
     """Record a dataset the active run reads: an mloop dataset version (or its ``NAME@N``), or
     a frame, identified by the hash of its content."""
-    from mloop.data import DatasetVersion, content_hash
-    from mloop.data.datasets import to_arrow
+    from mloop.data import DatasetVersion, content_hash, to_arrow
 
     ctx = _context()
     run_id = _run_id()
@@ -572,16 +571,14 @@ def search_runs(
     order_by: Sequence[str] | None = None,
     max_results: int = 1000,
     page_token: str | None = None,
-) -> Any:
+) -> RunList:
     """Runs of ``experiments`` (names or ids; default: the current experiment) matching MLflow's
     filter grammar. A list of runs with ``.next_page_token`` and ``.to_pandas()``."""
-    from mloop.client import MloopClient
-
     flush()
-    client = MloopClient(store=_context().store)
+    ctx = _context()
     if experiments is None:
-        experiments = [_current_experiment(_context())]
-    return client.search_runs(experiments, filter_string, order_by, max_results, page_token)
+        experiments = [_current_experiment(ctx)]
+    return search_run_list(ctx.store, experiments, filter_string, order_by, max_results, page_token)
 
 
 # -- exit ----------------------------------------------------------------------------------------

@@ -67,7 +67,10 @@ def assert_categorical_profile(entry: dict[str, Any], values: list[Any]) -> None
 
 # -- properties ------------------------------------------------------------------------------
 
-_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+# subnormals (5e-324…) underflow differently in Polars and NumPy sums: not what is tested here
+_floats = st.floats(
+    min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False
+)
 
 
 @settings(max_examples=150, deadline=None)

@@ -7,6 +7,7 @@ from mloop.data.datasets import (
     check_name,
     content_hash,
     parse_ref,
+    to_arrow,
 )
 from mloop.data.profile import profile_frame
 from mloop.data.readers import read_file
@@ -49,4 +50,5 @@ __all__ = [
     "profile_frame",
     "read_file",
     "schema_of",
+    "to_arrow",
 ]

@@ -1,5 +1,6 @@
 """Experiments, runs, params, metrics, tags, inputs and artifacts; MLflow's search grammar."""
 
+from mloop.tracking.buffer import BatchLogger
 from mloop.tracking.records import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_ID,
@@ -20,7 +21,9 @@ from mloop.tracking.records import (
     UpdateRun,
     ViewType,
     artifact_uri,
+    parse_metric_value,
 )
+from mloop.tracking.remote import RemoteTrackingStore
 from mloop.tracking.runs import (
     TrackingService,
     check_key,
@@ -31,12 +34,15 @@ from mloop.tracking.runs import (
     validate_tags,
 )
 from mloop.tracking.search import parse_filter, parse_order_by
+from mloop.tracking.store import RunList, TrackingStore, resolve_experiment, search_run_list
+from mloop.tracking.system_metrics import SystemMetricsMonitor
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "DEFAULT_EXPERIMENT_ID",
     "TERMINAL",
     "ArtifactInfo",
+    "BatchLogger",
     "Comparison",
     "CreateRun",
     "Experiment",
@@ -46,17 +52,24 @@ __all__ = [
     "Operation",
     "Operations",
     "Page",
+    "RemoteTrackingStore",
     "Run",
     "RunInput",
+    "RunList",
     "RunStatus",
+    "SystemMetricsMonitor",
     "TrackingService",
+    "TrackingStore",
     "UpdateRun",
     "ViewType",
     "artifact_uri",
     "check_key",
     "check_run_id",
     "parse_filter",
+    "parse_metric_value",
     "parse_order_by",
+    "resolve_experiment",
+    "search_run_list",
     "stored_metric",
     "validate_operation",
     "validate_params",

@@ -124,7 +124,7 @@ class Comparison(BaseModel):
 # -- the operations a batch carries ------------------------------------------------------------
 
 
-def _float(value: Any) -> float:
+def parse_metric_value(value: Any) -> float:
     """Numbers, and the strings MLflow's JSON uses for the values JSON lacks."""
     if isinstance(value, str):
         special = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
@@ -149,7 +149,7 @@ class MetricValue(BaseModel):
     @field_validator("value", mode="before")
     @classmethod
     def _value(cls, value: Any) -> float:
-        return _float(value)
+        return parse_metric_value(value)
 
 
 class CreateRun(BaseModel):

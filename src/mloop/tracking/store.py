@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from mloop.core.errors import InvalidInput, NotFound
+from mloop.core.ids import is_id
 from mloop.tracking.records import (
     ArtifactInfo,
     Comparison,
@@ -81,3 +83,61 @@ class TrackingStore(Protocol):
     def log_artifact_bytes(self, run_id: str, path: str, data: bytes) -> ArtifactInfo: ...
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]: ...
     def read_artifact(self, run_id: str, path: str) -> bytes: ...
+
+
+def resolve_experiment(store: TrackingStore, name_or_id: str) -> Experiment:
+    """An experiment by id (32 hex digits, or MLflow's "0"), else by name."""
+    if name_or_id == "0" or is_id(name_or_id):
+        try:
+            return store.get_experiment(name_or_id)
+        except NotFound:
+            pass
+    return store.get_experiment_by_name(name_or_id)
+
+
+class RunList(list[Run]):
+    """A page of runs: a list, plus the token of the next page and a pandas view."""
+
+    next_page_token: str | None = None
+
+    def to_pandas(self) -> Any:
+        """One row per run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*``."""
+        import pandas as pd
+
+        records = []
+        for run in self:
+            record: dict[str, Any] = {
+                "run_id": run.id,
+                "experiment_id": run.experiment_id,
+                "run_name": run.name,
+                "status": run.status,
+                "start_time": run.start_time,
+                "end_time": run.end_time,
+                "user": run.user,
+            }
+            record.update({f"params.{k}": v for k, v in run.params.items()})
+            record.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+            record.update({f"tags.{k}": v for k, v in run.tags.items()})
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+
+def search_run_list(
+    store: TrackingStore,
+    experiments: Sequence[str] | None = None,
+    filter_string: str | None = None,
+    order_by: Sequence[str] | None = None,
+    max_results: int | None = 1000,
+    page_token: str | None = None,
+    view: ViewType | str = "active",
+) -> RunList:
+    """Runs of ``experiments`` (names or ids; None: all), as a :class:`RunList`."""
+    if isinstance(experiments, str):
+        raise InvalidInput("experiments is a list of names or ids")
+    ids = None
+    if experiments is not None:
+        ids = [resolve_experiment(store, e).id for e in experiments]
+    page = store.search_runs(ids, filter_string, order_by, max_results, page_token, view=view)
+    result = RunList(page.items)
+    result.next_page_token = page.next_page_token
+    return result
