@@ -1,4 +1,7 @@
-"""How a route reaches the workspace and the serving parts: through ``request.app.state``."""
+"""How a route reaches the workspace and the serving parts: through ``request.app.state``.
+
+They are ``async``: FastAPI runs a plain ``def`` dependency in the thread pool, and a thread hop
+per dependency per request is most of a small request's cost."""
 
 from __future__ import annotations
 
@@ -8,16 +11,16 @@ from mloop.serving import Predictor, ServingMetrics
 from mloop.workspace import Workspace
 
 
-def workspace(request: Request) -> Workspace:
+async def workspace(request: Request) -> Workspace:
     ws: Workspace = request.app.state.workspace
     return ws
 
 
-def predictor(request: Request) -> Predictor:
+async def predictor(request: Request) -> Predictor:
     p: Predictor = request.app.state.predictor
     return p
 
 
-def metrics(request: Request) -> ServingMetrics:
+async def metrics(request: Request) -> ServingMetrics:
     m: ServingMetrics = request.app.state.metrics
     return m

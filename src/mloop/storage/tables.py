@@ -77,7 +77,7 @@ runs = sa.Table(
     "runs",
     metadata,
     sa.Column("id", ID, primary_key=True),
-    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False, index=True),
+    sa.Column("experiment_id", ID, sa.ForeignKey("experiments.id"), nullable=False),
     sa.Column("name", NAME, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("start_time", MS, nullable=False),
@@ -107,10 +107,10 @@ metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp", MS, nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Index(None, "run_id", "key", "step"),
     # MLflow's identity of a metric value: logging the same one twice stores it once, so a client
-    # that retries a batch it is unsure about cannot double it
-    sa.UniqueConstraint("run_id", "key", "timestamp", "step", "value", "is_nan"),
+    # that retries a batch it is unsure about cannot double it. Its column order also serves the
+    # history query (run, key, by step), so it is the only index the table needs.
+    sa.UniqueConstraint("run_id", "key", "step", "timestamp", "value", "is_nan"),
 )
 
 tags = sa.Table(

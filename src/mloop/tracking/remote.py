@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,11 +91,17 @@ def encode_operations(operations: Sequence[Operation]) -> bytes:
 class RemoteTrackingStore:
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        # TCP_NODELAY: the request line and the body leave in separate writes; without it the
+        # second waits for the server's delayed ACK on every request (uvicorn#3149's mirror)
+        transport = httpx.HTTPTransport(
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            limits=httpx.Limits(max_keepalive_connections=4, max_connections=8),
+        )
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
             headers={"user-agent": "mloop-client"},
-            limits=httpx.Limits(max_keepalive_connections=4, max_connections=8),
+            transport=transport,
         )
 
     def close(self) -> None:

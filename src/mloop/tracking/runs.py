@@ -16,6 +16,7 @@ import builtins
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,62 @@ def _view(view: ViewType | str) -> tuple[str, ...]:
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+@dataclass
+class _Batch:
+    """What one ``apply`` learned as it went, so it does not ask the database twice."""
+
+    experiments: set[str] = field(default_factory=set)  # checked to exist and be active
+    fresh: set[str] = field(default_factory=set)  # runs this batch created: nothing stored yet
+    params: dict[str, dict[str, str]] = field(default_factory=dict)  # params seen, per run
+
+
+# Statements built once: SQLAlchemy then reuses their compiled SQL on every call.
+_EXPERIMENT_STAGE = sa.select(tables.experiments.c.lifecycle_stage).where(
+    tables.experiments.c.id == sa.bindparam("id")
+)
+_RUN_EXPERIMENT = sa.select(tables.runs.c.experiment_id).where(
+    tables.runs.c.id == sa.bindparam("id")
+)
+_PARAM_INSERT = tables.params.insert()
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _statement(conn: Connection, name: str) -> Any:
+    key = (conn.dialect.name, name)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        if name == "insert_run":
+            found = _insert(conn, tables.runs).on_conflict_do_nothing(index_elements=["id"])
+        elif name == "insert_metric":
+            found = _insert(conn, tables.metrics).on_conflict_do_nothing()
+        elif name == "upsert_latest":
+            upsert = _insert(conn, tables.latest_metrics)
+            lm = tables.latest_metrics
+            incoming = sa.tuple_(
+                upsert.excluded.step, upsert.excluded.timestamp, upsert.excluded.value
+            )
+            found = upsert.on_conflict_do_update(
+                index_elements=["run_id", "key"],
+                set_={
+                    "value": upsert.excluded.value,
+                    "step": upsert.excluded.step,
+                    "timestamp": upsert.excluded.timestamp,
+                    "is_nan": upsert.excluded.is_nan,
+                },
+                where=incoming > sa.tuple_(lm.c.step, lm.c.timestamp, lm.c.value),
+            )
+        elif name == "upsert_tag":
+            upsert = _insert(conn, tables.tags)
+            found = upsert.on_conflict_do_update(
+                index_elements=["run_id", "key"], set_={"value": upsert.excluded.value}
+            )
+        else:  # pragma: no cover
+            raise KeyError(name)
+        _STATEMENTS[key] = found
+    return found
 
 
 class TrackingService:
@@ -380,51 +437,52 @@ class TrackingService:
         raise Conflict(f"could not apply the batch: {last.orig}")
 
     def _apply(self, conn: Connection, operations: Sequence[Operation]) -> None:
-        created: set[str] = set()
-        experiment_ok: set[str] = set()
+        batch = _Batch()
         for op in operations:
             if isinstance(op, CreateRun):
-                created.add(self._create(conn, op, experiment_ok))
+                self._create(conn, op, batch)
             elif isinstance(op, LogBatch):
-                if op.run_id not in created:
+                if op.run_id not in batch.fresh:
                     self._writable(conn, op.run_id)
-                self._log(conn, op.run_id, op.metrics, op.params, op.tags)
+                self._log(conn, op.run_id, op.metrics, op.params, op.tags, batch)
             else:
-                self._update(conn, op)
+                self._update(conn, op, fresh=op.run_id in batch.fresh)
 
-    def _create(self, conn: Connection, op: CreateRun, checked: set[str]) -> str:
-        if op.experiment_id not in checked:
-            row = self._experiment_row(conn, op.experiment_id)
-            if row["lifecycle_stage"] != "active":
+    def _create(self, conn: Connection, op: CreateRun, batch: _Batch) -> str:
+        if op.experiment_id not in batch.experiments:
+            stage = conn.execute(_EXPERIMENT_STAGE, {"id": op.experiment_id}).scalar()
+            if stage is None:
+                raise NotFound(f"experiment {op.experiment_id!r} does not exist")
+            if stage != "active":
                 raise Conflict(f"experiment {op.experiment_id!r} is deleted; restore it first")
-            checked.add(op.experiment_id)
+            batch.experiments.add(op.experiment_id)
         run_id = op.run_id or new_id()
         if op.parent_run_id is not None:
-            parent = conn.execute(
-                sa.select(tables.runs.c.id).where(tables.runs.c.id == op.parent_run_id)
-            ).first()
+            parent = conn.execute(_RUN_EXPERIMENT, {"id": op.parent_run_id}).first()
             if parent is None:
                 raise NotFound(f"parent run {op.parent_run_id} does not exist")
-        existing = conn.execute(
-            sa.select(tables.runs.c.experiment_id).where(tables.runs.c.id == run_id)
-        ).first()
-        if existing is not None:
-            if op.run_id is not None and existing.experiment_id == op.experiment_id:
+        inserted = conn.execute(
+            _statement(conn, "insert_run"),
+            {
+                "id": run_id,
+                "experiment_id": op.experiment_id,
+                "name": op.name or f"run-{run_id[-8:]}",
+                "status": "RUNNING",
+                "start_time": op.start_time if op.start_time is not None else now_ms(),
+                "end_time": None,
+                "user": op.user or local_actor(),
+                "lifecycle_stage": "active",
+                "parent_run_id": op.parent_run_id,
+                "deleted_time": None,
+            },
+        ).rowcount
+        if not inserted:
+            existing = conn.execute(_RUN_EXPERIMENT, {"id": run_id}).first()
+            retried = existing is not None and existing.experiment_id == op.experiment_id
+            if op.run_id is not None and retried:
                 return run_id  # a client retrying its own creation: already done
             raise AlreadyExists(f"run {run_id} already exists")
-        conn.execute(
-            tables.runs.insert().values(
-                id=run_id,
-                experiment_id=op.experiment_id,
-                name=op.name or f"run-{run_id[-8:]}",
-                status="RUNNING",
-                start_time=op.start_time if op.start_time is not None else now_ms(),
-                end_time=None,
-                user=op.user or local_actor(),
-                lifecycle_stage="active",
-                parent_run_id=op.parent_run_id,
-            )
-        )
+        batch.fresh.add(run_id)
         if op.tags:
             self._put_tags(conn, run_id, op.tags)
         return run_id
@@ -457,40 +515,45 @@ class TrackingService:
         metrics: Sequence[MetricValue],
         params: Mapping[str, str],
         tags: Mapping[str, str],
+        batch: _Batch | None = None,
     ) -> None:
         if params:
-            self._put_params(conn, run_id, params)
+            self._put_params(conn, run_id, params, batch or _Batch())
         if tags:
             self._put_tags(conn, run_id, tags)
         if metrics:
             self._put_metrics(conn, run_id, metrics)
 
-    def _put_params(self, conn: Connection, run_id: str, params: Mapping[str, str]) -> None:
+    def _put_params(
+        self, conn: Connection, run_id: str, params: Mapping[str, str], batch: _Batch
+    ) -> None:
         """Params are write-once: the same value again is fine, a different one is refused."""
-        t = tables.params
-        existing = dict(
-            conn.execute(
-                sa.select(t.c.key, t.c.value).where(t.c.run_id == run_id, t.c.key.in_(list(params)))
-            ).all()
-        )
+        known = batch.params.setdefault(run_id, {})
+        unseen = [k for k in params if k not in known]
+        if unseen and run_id not in batch.fresh:
+            t = tables.params
+            known.update(
+                conn.execute(
+                    sa.select(t.c.key, t.c.value).where(t.c.run_id == run_id, t.c.key.in_(unseen))
+                ).all()
+            )
+        new = []
         for key, value in params.items():
-            if key in existing and existing[key] != value:
-                raise Conflict(
-                    f"param {key!r} of run {run_id} is already {existing[key]!r}; "
-                    f"params cannot change (got {value!r})"
-                )
-        new = [
-            {"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing
-        ]
+            if key in known:
+                if known[key] != value:
+                    raise Conflict(
+                        f"param {key!r} of run {run_id} is already {known[key]!r}; "
+                        f"params cannot change (got {value!r})"
+                    )
+                continue
+            known[key] = value
+            new.append({"run_id": run_id, "key": key, "value": value})
         if new:
-            conn.execute(t.insert(), new)
+            conn.execute(_PARAM_INSERT, new)
 
     def _put_tags(self, conn: Connection, run_id: str, tags: Mapping[str, str]) -> None:
-        stmt = _insert(conn, tables.tags)
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-            ),
+            _statement(conn, "upsert_tag"),
             [{"run_id": run_id, "key": k, "value": str(v)} for k, v in tags.items()],
         )
 
@@ -517,31 +580,14 @@ class TrackingService:
                 best["value"],
             ):
                 latest[metric.key] = row
-        stmt = _insert(conn, tables.metrics).on_conflict_do_nothing()
-        conn.execute(stmt, list(rows.values()))
-        upsert = _insert(conn, tables.latest_metrics)
-        lm = tables.latest_metrics
-        newer = sa.tuple_(
-            upsert.excluded.step, upsert.excluded.timestamp, upsert.excluded.value
-        ) > (sa.tuple_(lm.c.step, lm.c.timestamp, lm.c.value))
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["run_id", "key"],
-                set_={
-                    "value": upsert.excluded.value,
-                    "step": upsert.excluded.step,
-                    "timestamp": upsert.excluded.timestamp,
-                    "is_nan": upsert.excluded.is_nan,
-                },
-                where=newer,
-            ),
-            list(latest.values()),
-        )
+        conn.execute(_statement(conn, "insert_metric"), list(rows.values()))
+        conn.execute(_statement(conn, "upsert_latest"), list(latest.values()))
 
-    def _update(self, conn: Connection, op: UpdateRun) -> None:
-        row = self._run_row(conn, op.run_id)
-        if row.lifecycle_stage != "active":
-            raise Conflict(f"run {op.run_id} is deleted; restore it before changing it")
+    def _update(self, conn: Connection, op: UpdateRun, *, fresh: bool = False) -> None:
+        if not fresh:  # a run created in this very batch is known to be there and active
+            row = self._run_row(conn, op.run_id)
+            if row.lifecycle_stage != "active":
+                raise Conflict(f"run {op.run_id} is deleted; restore it before changing it")
         values: dict[str, Any] = {}
         if op.name is not None:
             values["name"] = op.name
@@ -556,7 +602,16 @@ class TrackingService:
         elif op.end_time is not None:
             values["end_time"] = op.end_time
         if values:
-            conn.execute(tables.runs.update().where(tables.runs.c.id == op.run_id).values(**values))
+            # one compiled statement per combination of columns, reused across calls
+            columns = tuple(sorted(values))
+            statement = _UPDATES.get(columns)
+            if statement is None:
+                statement = _UPDATES[columns] = (
+                    tables.runs.update()
+                    .where(tables.runs.c.id == sa.bindparam("run_id"))
+                    .values({c: sa.bindparam(c) for c in columns})
+                )
+            conn.execute(statement, {"run_id": op.run_id, **values})
 
     # -- the per-call conveniences over apply ------------------------------------------------
 
@@ -838,24 +893,28 @@ class TrackingService:
     def _assemble(
         self, conn: Connection, rows: Sequence[Any], *, artifacts: bool = False
     ) -> builtins.list[Run]:
+        """Runs with their params, latest metrics, tags and inputs: four queries per 900 runs,
+        read with the driver's own fetchall (no per-row object), records built unvalidated
+        (they come from our own tables)."""
         ids = [row["id"] for row in rows]
         params: dict[str, dict[str, str]] = {i: {} for i in ids}
         tags: dict[str, dict[str, str]] = {i: {} for i in ids}
         metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
         files: dict[str, builtins.list[ArtifactInfo]] = {i: [] for i in ids}
         inputs: dict[str, builtins.list[RunInput]] = {i: [] for i in ids}
+        p, t, m, i = tables.params, tables.tags, tables.latest_metrics, tables.run_inputs
         for chunk in _chunks(ids, 900):
-            p, t, m, i = tables.params, tables.tags, tables.latest_metrics, tables.run_inputs
-            for run_id, key, value in conn.execute(
-                sa.select(p.c.run_id, p.c.key, p.c.value).where(p.c.run_id.in_(chunk))
+            for run_id, key, value in _fetchall(
+                conn, sa.select(p.c.run_id, p.c.key, p.c.value).where(p.c.run_id.in_(chunk))
             ):
                 params[run_id][key] = value
-            for run_id, key, value in conn.execute(
-                sa.select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))
+            for run_id, key, value in _fetchall(
+                conn, sa.select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))
             ):
                 tags[run_id][key] = value
-            for run_id, key, value, is_nan in conn.execute(
-                sa.select(m.c.run_id, m.c.key, m.c.value, m.c.is_nan).where(m.c.run_id.in_(chunk))
+            for run_id, key, value, is_nan in _fetchall(
+                conn,
+                sa.select(m.c.run_id, m.c.key, m.c.value, m.c.is_nan).where(m.c.run_id.in_(chunk)),
             ):
                 metrics[run_id][key] = math.nan if is_nan else value
             for item in conn.execute(
@@ -881,7 +940,7 @@ class TrackingService:
                 ):
                     files[run_id].append(ArtifactInfo(path=path, digest=digest, size_bytes=size))
         return [
-            Run(
+            Run.model_construct(
                 id=row["id"],
                 experiment_id=row["experiment_id"],
                 experiment=row["experiment_name"],
@@ -1013,6 +1072,17 @@ class TrackingService:
             metrics={k: [run.metrics.get(k) for run in found] for k in metric_keys},
             differing_params=[k for k, values in params.items() if len(set(values)) > 1],
         )
+
+
+def _fetchall(conn: Connection, query: sa.Select[Any]) -> Sequence[Any]:
+    """All rows as the driver returns them: plain tuples, fetched in one call."""
+    result = conn.execute(query)
+    cursor = result.cursor
+    if cursor is None:  # pragma: no cover - a SELECT always has one
+        return builtins.list(result)
+    rows: Sequence[Any] = cursor.fetchall()
+    result.close()
+    return rows
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[builtins.list[str]]:

@@ -37,14 +37,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("metrics") as batch:
         batch.create_unique_constraint(
-            "uq_metrics_run_id_key_timestamp_step_value_is_nan",
-            ["run_id", "key", "timestamp", "step", "value", "is_nan"],
+            "uq_metrics_run_id_key_step_timestamp_value_is_nan",
+            ["run_id", "key", "step", "timestamp", "value", "is_nan"],
         )
+    # the unique index leads with (run_id, key, step): it serves history queries on its own
+    op.drop_index("ix_metrics_run_id_key_step", "metrics")
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("parent_run_id", ID, nullable=True))
         batch.add_column(sa.Column("deleted_time", sa.BigInteger, nullable=True))
     op.create_index("ix_runs_parent_run_id", "runs", ["parent_run_id"])
     op.create_index("ix_runs_experiment_id_start_time", "runs", ["experiment_id", "start_time"])
+    op.drop_index("ix_runs_experiment_id", "runs")  # the index above leads with experiment_id
     op.add_column("experiments", sa.Column("updated_at", sa.BigInteger, nullable=True))
     op.add_column(
         "registered_models", sa.Column("tags", sa.JSON, nullable=False, server_default="{}")
@@ -209,11 +212,13 @@ def downgrade() -> None:
         batch.drop_column("tags")
     with op.batch_alter_table("experiments") as batch:
         batch.drop_column("updated_at")
+    op.create_index("ix_runs_experiment_id", "runs", ["experiment_id"])
     op.drop_index("ix_runs_experiment_id_start_time", "runs")
     op.drop_index("ix_runs_parent_run_id", "runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("deleted_time")
         batch.drop_column("parent_run_id")
+    op.create_index("ix_metrics_run_id_key_step", "metrics", ["run_id", "key", "step"])
     with op.batch_alter_table("metrics") as batch:
-        batch.drop_constraint("uq_metrics_run_id_key_timestamp_step_value_is_nan", type_="unique")
+        batch.drop_constraint("uq_metrics_run_id_key_step_timestamp_value_is_nan", type_="unique")
         batch.drop_column("is_nan")
