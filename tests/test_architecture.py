@@ -27,6 +27,7 @@ RANKS = {
     "workspace": 7,
     "fluent": 8,  # the fluent tracking API opens workspaces or remote stores
     "client": 9,  # MloopClient defaults to the fluent API's store
+    "autologging": 9,  # autologging logs through the fluent API
     "api": 8,
     "demo": 8,
     "cli": 9,  # the command line hosts the API server and the demo

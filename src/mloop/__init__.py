@@ -34,6 +34,7 @@ from mloop.core.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from mloop.autologging import autolog
     from mloop.workspace import Workspace
 
 
@@ -80,6 +81,7 @@ __all__ = [
     "MloopClient",
     "Workspace",
     "__version__",
+    "autolog",
     *_FLUENT,
 ]
 
@@ -94,6 +96,10 @@ def __getattr__(name: str) -> Any:
         from mloop.client import MloopClient
 
         return MloopClient
+    if name == "autolog":
+        from mloop.autologging import autolog
+
+        return autolog
     if name in _FLUENT:
         from mloop import fluent
 
