@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.tracking import (
     ArtifactInfo,
@@ -20,6 +20,7 @@ from mloop.tracking import (
     Experiment,
     MetricPoint,
     Page,
+    RemoteTrackingStore,
     Run,
     RunList,
     TrackingStore,
@@ -28,11 +29,20 @@ from mloop.tracking import (
     search_run_list,
 )
 
+if TYPE_CHECKING:
+    from mloop.workspace import Workspace
+
 
 class MloopClient:
+    """Lookups and management over a tracking store. A client given a ``uri`` opens a store of
+    its own (a workspace, or a connection to a server): ``close()`` it, or use it in ``with``."""
+
+    _owner: Workspace | None = None
+
     def __init__(
         self, uri: str | os.PathLike[str] | None = None, *, store: TrackingStore | None = None
     ) -> None:
+        self._own_store = uri is not None and store is None
         if store is not None:
             self.store = store
         elif uri is None:
@@ -43,6 +53,22 @@ class MloopClient:
             from mloop.fluent import _open
 
             self.store, _resolved, self._owner = _open(os.fspath(uri))
+
+    def close(self) -> None:
+        """Release what the client opened itself (nothing if it shares the fluent API's store)."""
+        if not self._own_store:
+            return
+        self._own_store = False
+        if self._owner is not None:
+            self._owner.close()
+        elif isinstance(self.store, RemoteTrackingStore):
+            self.store.close()
+
+    def __enter__(self) -> MloopClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # -- experiments -----------------------------------------------------------------------
 

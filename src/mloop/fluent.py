@@ -25,13 +25,17 @@ from __future__ import annotations
 import atexit
 import io
 import json
+import logging
 import math
+import numbers
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from mloop.core.clock import now_ms
 from mloop.core.errors import Conflict, InvalidInput, MloopError, NotFound
@@ -44,6 +48,7 @@ from mloop.tracking import (
     BatchLogger,
     CreateRun,
     Experiment,
+    RemoteTrackingStore,
     Run,
     RunInput,
     RunList,
@@ -60,6 +65,8 @@ from mloop.tracking import (
 
 if TYPE_CHECKING:
     from mloop.workspace import Workspace
+
+log = logging.getLogger("mloop.tracking")
 
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
@@ -99,8 +106,16 @@ class ActiveRun:
             status = "KILLED"
         else:
             status = "FAILED"
-        if any(r.run_id == self.run_id for r in _stack()):
+        if not any(r.run_id == self.run_id for r in _stack()):
+            return
+        if exc_type is None:
             _end(self.run_id, status)
+            return
+        try:
+            _end(self.run_id, status)
+        except MloopError as error:
+            # the body's exception is the one to see; what logging met is reported beside it
+            log.error("mloop tracking: ending run %s: %s", self.run_id, error.message)
 
     def __repr__(self) -> str:
         return f"ActiveRun(run_id={self.run_id!r}, experiment_id={self.experiment_id!r})"
@@ -110,7 +125,7 @@ class _Context:
     """The process-wide state: the store, the batch logger, the chosen experiment."""
 
     def __init__(self, store: TrackingStore, uri: str, owner: Workspace | None) -> None:
-        settings = Settings()
+        settings = _settings()
         self.store = store
         self.uri = uri
         self.owner = owner
@@ -123,9 +138,13 @@ class _Context:
         self.system_metrics_interval = settings.system_metrics_interval
 
     def close(self) -> None:
-        self.logger.close()
-        if self.owner is not None:
-            self.owner.close()
+        try:
+            self.logger.close()
+        finally:
+            if self.owner is not None:
+                self.owner.close()
+            elif isinstance(self.store, RemoteTrackingStore):
+                self.store.close()
 
 
 _lock = threading.RLock()
@@ -141,11 +160,21 @@ def _stack() -> list[ActiveRun]:
     return stack
 
 
-def _open(uri: str | None) -> tuple[TrackingStore, str, Workspace | None]:
-    target = uri or Settings().tracking_uri
-    if target and target.startswith(("http://", "https://")):
-        from mloop.tracking import RemoteTrackingStore
+def _settings() -> Settings:
+    """The settings; a bad ``MLOOP_*`` value is InvalidInput, as ``Workspace.open`` says it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(
+            f"invalid setting {where} (MLOOP_{where.upper()}): {first['msg']}"
+        ) from exc
 
+
+def _open(uri: str | None) -> tuple[TrackingStore, str, Workspace | None]:
+    target = uri or _settings().tracking_uri
+    if target and target.startswith(("http://", "https://")):
         return RemoteTrackingStore(target), target, None
     from mloop.workspace import Workspace
 
@@ -372,6 +401,23 @@ def log_params(params: Mapping[str, Any]) -> None:
     ctx.logger.log(run_id, params=values)
 
 
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)  # NumPy scalars (float32, int64…) too, as MLflow takes them
+    try:
+        return parse_metric_value(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
+
+
+def _step(step: Any, what: str) -> int:
+    if step is None:
+        return 0
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise InvalidInput(f"{what}step must be an integer, not {step!r}")
+    return int(step)
+
+
 def log_metric(
     key: str, value: float, step: int | None = None, timestamp: int | None = None
 ) -> None:
@@ -379,14 +425,10 @@ def log_metric(
     ctx = _context()
     run_id = _run_id()
     _key(key, "metric")
-    try:
-        number = parse_metric_value(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-        raise InvalidInput(f"metric {key!r} step must be an integer, not {step!r}")
+    number = _number(key, value)
+    at = _step(step, f"metric {key!r} ")
     ts = now_ms() if timestamp is None else int(timestamp)
-    ctx.logger.log(run_id, metrics=[(key, number, step or 0, ts)])
+    ctx.logger.log(run_id, metrics=[(key, number, at, ts)])
 
 
 def log_metrics(
@@ -395,15 +437,8 @@ def log_metrics(
     ctx = _context()
     run_id = _run_id()
     ts = now_ms() if timestamp is None else int(timestamp)
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-        raise InvalidInput(f"step must be an integer, not {step!r}")
-    values = []
-    for key, value in metrics.items():
-        _key(key, "metric")
-        try:
-            values.append((key, parse_metric_value(value), step or 0, ts))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"metric {key!r} value {value!r} is not a number") from exc
+    at = _step(step, "")
+    values = [(_key(key, "metric"), _number(key, value), at, ts) for key, value in metrics.items()]
     ctx.logger.log(run_id, metrics=values)
 
 

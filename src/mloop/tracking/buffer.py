@@ -98,7 +98,8 @@ class BatchLogger:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._errors: list[MloopError] = []
-        self._retry: list[Operation] = []
+        self._retry: list[Operation] = []  # sent, but the store was away: sent again first
+        self._retry_values = 0
         self._on_error = on_error
         self._thread: threading.Thread | None = None
 
@@ -132,7 +133,7 @@ class BatchLogger:
     ) -> None:
         with self._lock:
             self._pending.log(run_id, metrics, params, tags)
-            waiting = self._pending.values
+            waiting = self._pending.values + self._retry_values  # what waits for an absent store
         self._started()
         if waiting >= self.max_pending:
             self.flush()  # back-pressure: the producer waits for the store
@@ -141,11 +142,20 @@ class BatchLogger:
 
     # -- sending -----------------------------------------------------------------------------
 
+    def _keep(self, ops: list[Operation]) -> None:
+        """Hold ``ops`` to send again (called with ``_lock`` held)."""
+        self._retry = ops
+        self._retry_values = sum(
+            len(op.metrics) + len(op.params) + len(op.tags)
+            for op in ops
+            if isinstance(op, LogBatch)
+        )
+
     def _send(self) -> None:
         with self._send_lock:
             with self._lock:
                 ops = self._retry + self._pending.take()
-                self._retry = []
+                self._keep([])
             if not ops:
                 return
             try:
@@ -153,26 +163,62 @@ class BatchLogger:
             except StorageError as exc:
                 # the store's trouble, not the data's: keep it for the next attempt
                 with self._lock:
-                    self._retry = ops
+                    self._keep(ops)
                 raise exc
             except MloopError:
                 self._one_by_one(ops)
 
     def _one_by_one(self, ops: list[Operation]) -> None:
         failed_runs: set[str] = set()
-        for op in ops:
-            run_id = op.run_id or ""
-            if run_id in failed_runs and not isinstance(op, CreateRun):
-                continue  # its run could not be created: what follows cannot apply either
+        for i, op in enumerate(ops):
             try:
-                self.store.apply([op])
+                self._apply_one(op, failed_runs)
+            except StorageError:
+                # every write is idempotent: what is left, this op included, is sent again
+                with self._lock:
+                    self._keep(ops[i:])
+                raise
+
+    def _apply_one(self, op: Operation, failed_runs: set[str]) -> None:
+        run_id = op.run_id or ""
+        if run_id in failed_runs and not isinstance(op, CreateRun):
+            return  # its run could not be created: what follows cannot apply either
+        try:
+            self.store.apply([op])
+        except StorageError:
+            raise
+        except MloopError as exc:
+            if isinstance(op, CreateRun):
+                failed_runs.add(run_id)
+            if isinstance(op, LogBatch) and op.params and (op.metrics or op.tags):
+                self._split(op)  # a refused param must not cost the values queued with it
+            else:
+                self._failed(exc)
+
+    def _split(self, op: LogBatch) -> None:
+        """Apply a refused LogBatch in parts: its metrics and tags, then each param alone."""
+        rest = LogBatch.model_construct(
+            op="log", run_id=op.run_id, metrics=op.metrics, params={}, tags=op.tags
+        )
+        parts = [rest] + [
+            LogBatch.model_construct(op="log", run_id=op.run_id, metrics=[], params={k: v}, tags={})
+            for k, v in op.params.items()
+        ]
+        for part in parts:
+            try:
+                self.store.apply([part])
+            except StorageError:
+                raise
             except MloopError as exc:
-                if isinstance(op, CreateRun):
-                    failed_runs.add(run_id)
-                self._errors.append(exc)
-                if self._on_error is not None:
-                    self._on_error(exc)
-                log.error("mloop tracking: %s", exc.message)
+                self._failed(exc)
+                if part is rest:
+                    return  # the run itself refuses: the params would be refused too
+
+    def _failed(self, exc: MloopError) -> None:
+        self._errors.append(exc)
+        if self._on_error is not None:
+            self._on_error(exc)
+        log.error("mloop tracking: %s", exc.message)
 
     def _run(self) -> None:
         while not self._stop.is_set():
