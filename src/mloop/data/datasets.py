@@ -8,13 +8,8 @@ import io
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection, RowMapping
@@ -23,6 +18,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from mloop.core.clock import from_ms, now_ms
 from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import new_id
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import TableSchema
 from mloop.data.profile import profile_frame
 from mloop.data.readers import (
@@ -35,6 +31,19 @@ from mloop.data.readers import (
 from mloop.data.types import schema_of
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, tables
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Literal
-
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Literal
 
 from mloop.core.errors import InvalidInput, NotFound
+from mloop.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+else:
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
+    pajson = lazy_module("pyarrow.json")
+    pq = lazy_module("pyarrow.parquet")
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import Column, ColumnType, TableSchema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    pa = lazy_module("pyarrow")
 
 
 def logical_type(dtype: pa.DataType) -> ColumnType:

@@ -13,9 +13,8 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import polars as pl
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -23,12 +22,18 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from mloop.core.clock import from_ms, now_ms
 from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import new_id
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import NUMERIC_TYPES, ColumnType
 from mloop.data.datasets import DatasetService, DatasetVersion, check_name, to_arrow
 from mloop.data.readers import read_file
 from mloop.data.types import logical_type
 from mloop.security import AuditLog
 from mloop.storage import Database, LineageStore, tables
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_module("polars")
 
 MAX_INFERRED_CATEGORIES = 50
 MIN_ROWS_FOR_UNIQUE = 100

@@ -8,15 +8,22 @@ stay strings (null → NaN). That shared path is what keeps training and serving
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from mloop.core.errors import SchemaMismatch
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import Column, ColumnType
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
 
 Task = Literal["classification", "regression"]
 FEATURE_TYPES: frozenset[str] = frozenset({"integer", "float", "boolean", "string"})

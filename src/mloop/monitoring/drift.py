@@ -12,11 +12,18 @@ does not decide. These are Evidently's defaults, so the numbers compare.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import polars as pl
 from pydantic import BaseModel, ConfigDict
+
+from mloop.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+else:
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
 
 SMALL_SAMPLE = 1000
 P_VALUE = 0.05

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 
 from mloop.core.clock import now, to_ms
 from mloop.core.errors import InvalidInput, NotFound
+from mloop.core.lazy import lazy_module
 from mloop.data import DatasetService
 from mloop.monitoring.drift import (
     EFFECT_SIZE,
@@ -28,17 +26,26 @@ from mloop.storage import Database, tables
 from mloop.tracking import TrackingService
 from mloop.training import REFERENCE_PREDICTIONS
 
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+    import pyarrow.parquet as pq
+else:
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
+    pq = lazy_module("pyarrow.parquet")
+
 DATASET_DRIFT_SHARE = 0.5
 MAX_REFERENCE_ROWS = 200_000
 
-_POLARS_TYPES: dict[str, Any] = {
-    "integer": pl.Float64,
-    "float": pl.Float64,
-    "boolean": pl.Boolean,
-    "string": pl.String,
+_POLARS_TYPES: dict[str, str] = {
+    "integer": "Float64",
+    "float": "Float64",
+    "boolean": "Boolean",
+    "string": "String",
 }
 # class labels decode as the target's own type, so that 1.0 reads "1.0" on both sides
-_LABEL_TYPES: dict[str, Any] = {"integer": pl.Int64, "float": pl.Float64, "boolean": pl.Boolean}
+_LABEL_TYPES: dict[str, str] = {"integer": "Int64", "float": "Float64", "boolean": "Boolean"}
 
 
 class DriftReport(BaseModel):
@@ -91,16 +98,16 @@ class MonitoringService:
             raise NotFound(
                 f"no predictions of {version.ref} were logged in {window_label(since, until)}"
             )
-        signature = version.signature
+        signature = version.require_signature()
         input_struct = pl.Struct(
-            {c.name: _POLARS_TYPES.get(c.type, pl.String) for c in signature.inputs}
+            {c.name: getattr(pl, _POLARS_TYPES.get(c.type, "String")) for c in signature.inputs}
         )
         inputs = pl.Series("inputs", [r[0] for r in rows]).str.json_decode(input_struct)
         frame = inputs.struct.unnest()
         output_fields: dict[str, Any] = {
             "prediction": pl.Float64
             if signature.task == "regression"
-            else _LABEL_TYPES.get(signature.target_type, pl.String)
+            else getattr(pl, _LABEL_TYPES.get(signature.target_type, "String"))
         }
         classes = signature.classes or []
         if signature.task == "classification" and len(classes) == 2:
@@ -143,7 +150,8 @@ class MonitoringService:
             reference = reference.sample(MAX_REFERENCE_ROWS, seed=0)
 
         features = [
-            self._column(c.name, c.type, reference, current) for c in version.signature.inputs
+            self._column(c.name, c.type, reference, current)
+            for c in version.require_signature().inputs
         ]
         outputs = self._outputs(version, current)
         drifted = [f.column for f in features if f.drifted]
@@ -193,7 +201,7 @@ class MonitoringService:
         reference = pl.from_arrow(pq.read_table(io.BytesIO(data)))
         assert isinstance(reference, pl.DataFrame)
         results = []
-        if version.signature.task == "regression":
+        if version.require_signature().task == "regression":
             results.append(
                 numeric_drift(
                     "prediction",

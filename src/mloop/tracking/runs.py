@@ -978,7 +978,7 @@ class TrackingService:
         limit = search.check_max_results(max_results)
         offset = search.decode_page_token(page_token)
         r, e = tables.runs, tables.experiments
-        query = sa.select(r.c.id).select_from(r)
+        by_metric = bool(order) and order[0].ident.kind == "metric"
         conditions: list[sa.ColumnElement[bool]] = [r.c.lifecycle_stage.in_(_view(view))]
         if experiment_ids is not None:
             ids = [str(x) for x in experiment_ids]
@@ -986,8 +986,6 @@ class TrackingService:
                 return Page[Run](items=[])
             conditions.append(r.c.experiment_id.in_(ids))
         conditions += [search.clause_condition(c) for c in clauses]
-        query = search.order_columns(query.where(*conditions), order)
-        query = query.limit(limit + 1).offset(offset)
         with self._db.read() as conn:
             if experiment_ids is not None:
                 known = set(
@@ -998,7 +996,14 @@ class TrackingService:
                 missing = [x for x in experiment_ids if x not in known]
                 if missing:
                     raise NotFound(f"experiment {missing[0]!r} does not exist")
-            found = [row[0] for row in conn.execute(query)]
+            if by_metric:
+                found = self._ids_by_metric(conn, conditions, order, offset, limit + 1)
+            else:
+                query = search.order_columns(
+                    sa.select(r.c.id).select_from(r).where(*conditions), order
+                )
+                query = query.limit(limit + 1).offset(offset)
+                found = [row[0] for row in conn.execute(query)]
             page = found[:limit]
             rows = (
                 conn.execute(
@@ -1015,6 +1020,77 @@ class TrackingService:
             runs = self._assemble(conn, [by_id[i] for i in page])
         token = search.encode_page_token(offset + limit) if len(found) > limit else None
         return Page[Run](items=runs, next_page_token=token)
+
+    @staticmethod
+    def _ids_by_metric(
+        conn: Connection,
+        conditions: builtins.list[sa.ColumnElement[bool]],
+        order: builtins.list[search.OrderBy],
+        offset: int,
+        count: int,
+    ) -> builtins.list[str]:
+        """Positions [offset, offset + count) of a search ordered first by a metric.
+
+        Walks the metric's latest values in index order, a growing chunk at a time (each chunk
+        completed to the end of its tie), and keeps the runs of each chunk that pass the filter,
+        in full order. It stops as soon as the page is full, so the cost follows the page, not
+        the number of runs — on any backend, whatever its planner thinks of the filter. Runs
+        without the metric come after all the others."""
+        first = order[0]
+        lm = tables.latest_metrics
+        has, lacks = search.by_metric_queries(conditions, order)
+        key = sa.tuple_(lm.c.is_nan, lm.c.value)
+        walk = sa.select(lm.c.run_id, lm.c.is_nan, lm.c.value).where(lm.c.key == first.ident.key)
+        walk = walk.order_by(
+            *(
+                (lm.c.is_nan.asc(), lm.c.value.asc())
+                if first.ascending
+                else (lm.c.is_nan.desc(), lm.c.value.desc())
+            )
+        )
+        wanted = offset + count
+        matched: builtins.list[str] = []
+        last: tuple[Any, Any] | None = None
+        chunk_size = max(4 * wanted, 500)
+        exhausted = False
+        while len(matched) < wanted:
+            query = (
+                walk
+                if last is None
+                else walk.where(
+                    key > sa.tuple_(*last) if first.ascending else key < sa.tuple_(*last)
+                )
+            )
+            rows = _fetchall(conn, query.limit(chunk_size))
+            if not rows:
+                exhausted = True
+                break
+            ids = [row[0] for row in rows]
+            last = (rows[-1][1], rows[-1][2])
+            if len(rows) == chunk_size:  # complete the tie the chunk ends in
+                ties = _fetchall(
+                    conn,
+                    sa.select(lm.c.run_id).where(
+                        lm.c.key == first.ident.key, lm.c.is_nan == last[0], lm.c.value == last[1]
+                    ),
+                )
+                seen = set(ids)
+                ids += [row[0] for row in ties if row[0] not in seen]
+            else:
+                exhausted = True
+            for part in _chunks(ids, 5000):
+                matched += [
+                    row[0] for row in _fetchall(conn, has.where(tables.runs.c.id.in_(part)))
+                ]
+            if exhausted:
+                break
+            chunk_size = min(chunk_size * 4, 50_000)
+        if len(matched) >= wanted or not exhausted:
+            return matched[offset:wanted]
+        page = matched[offset:]
+        skip = max(0, offset - len(matched))
+        rest = conn.execute(lacks.limit(wanted - max(offset, len(matched))).offset(skip)).all()
+        return page + [row[0] for row in rest]
 
     def list_runs(
         self,

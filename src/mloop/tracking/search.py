@@ -10,8 +10,10 @@ metrics/metric, params/param/parameter(s), tags/tag, attributes/attribute/attr/r
 datasets/dataset — or a bare attribute name. Keys with other characters are quoted with "…" or
 backticks. Metrics compare with numbers (=, !=, <, <=, >, >=); params and tags with quoted
 strings (=, !=, LIKE, ILIKE, IS NULL, IS NOT NULL); attributes by their type; ``run_id`` and
-dataset fields also take IN / NOT IN. Every clause becomes an indexed EXISTS over the latest
-value of a metric, a param, a tag or an input, so a search over 100k runs stays fast.
+dataset fields also take IN / NOT IN. LIKE is case-sensitive and ILIKE is not, on every backend;
+in their patterns ``%`` and ``_`` are wildcards and a backslash escapes them. Every clause
+becomes an indexed EXISTS over the latest value of a metric, a param, a tag or an input, so a
+search over 100k runs stays fast.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ _TOKEN = re.compile(
     (?P<ws>\s+)
   | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
   | (?P<backtick>`[^`]*`)
-  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<number>[-+]?(?:\d+\.?\d*|(?<!\w)\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<op>!=|<>|>=|<=|=|<|>)
   | (?P<punct>[(),.])
   | (?P<word>[A-Za-z_][\w\-:/]*)
@@ -76,13 +78,15 @@ class Token:
     pos: int
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str, what: str = "filter") -> list[Token]:
     tokens: list[Token] = []
     pos = 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise InvalidInput(f"cannot parse {text!r}: unexpected {text[pos]!r} at position {pos}")
+            raise InvalidInput(
+                f"invalid {what} {text!r}: unexpected {text[pos]!r} at position {pos}"
+            )
         kind = match.lastgroup or ""
         value = match.group()
         if kind != "ws":
@@ -116,7 +120,7 @@ class _Parser:
     def __init__(self, text: str, what: str) -> None:
         self.text = text
         self.what = what
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(text, what)
         self.i = 0
 
     def error(self, message: str) -> InvalidInput:
@@ -155,7 +159,7 @@ class _Parser:
             if key_token.kind in ("string", "backtick"):
                 key = _unquote(key_token)
             elif key_token.kind in ("word", "keyword", "number"):
-                key = key_token.text
+                key = self._source(key_token)  # as written: `params.like` is not 'LIKE'
                 # a dotted key (metrics.a.b) arrives as several tokens: glue them back
                 while (
                     (dot := self.peek()) is not None
@@ -165,11 +169,15 @@ class _Parser:
                 ):
                     self.take()
                     part = self.take()
-                    key += "." + part.text
+                    key += "." + self._source(part)
             else:
                 raise self.error(f"expected a key after {name!r}. at position {key_token.pos}")
             return self._checked(Identifier(entity, key))
         return self._checked(Identifier("attribute", name))
+
+    def _source(self, token: Token) -> str:
+        """The token as written (a keyword's text is upper-cased)."""
+        return self.text[token.pos : token.pos + len(token.text)]
 
     def _checked(self, ident: Identifier) -> Identifier:
         if ident.kind == "attribute":
@@ -387,15 +395,27 @@ def _compare(column: sa.ColumnElement[Any], op: str, value: Any) -> sa.ColumnEle
     if op in comparisons:
         result: sa.ColumnElement[bool] = comparisons[op](value)
         return result
-    if op == "LIKE":
-        return column.like(value)
-    if op == "ILIKE":
-        return sa.func.lower(column).like(sa.func.lower(sa.literal(value)))
+    if op in ("LIKE", "ILIKE"):
+        # one escape character on every backend (PostgreSQL's default; SQLite has none)
+        if not isinstance(value, str):
+            raise InvalidInput(f"{op} takes a quoted pattern, not {value!r}")
+        if (len(value) - len(value.rstrip("\\"))) % 2:
+            raise InvalidInput(f"{op} pattern {value!r} ends with the escape character '\\'")
+        if op == "LIKE":
+            return column.like(value, escape="\\")
+        return sa.func.lower(column).like(sa.func.lower(sa.literal(value)), escape="\\")
     if op == "IN":
         return column.in_(value)
     if op == "NOT IN":
         return column.not_in(value)
-    raise AssertionError(op)  # pragma: no cover
+    raise InvalidInput(f"unknown comparison {op!r}")
+
+
+def _exists(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """EXISTS (SELECT 1 … OFFSET 0): the OFFSET keeps PostgreSQL from turning it into a join
+    whose size it cannot estimate; as a per-run probe of a primary key it is cheap and the
+    planner is free to stop after a page. SQLite never flattens EXISTS: a no-op there."""
+    return sa.select(sa.literal(1)).select_from(table).where(*where).offset(0).exists()
 
 
 def clause_condition(clause: Clause) -> sa.ColumnElement[bool]:
@@ -405,7 +425,8 @@ def clause_condition(clause: Clause) -> sa.ColumnElement[bool]:
         return _compare(_attribute_column(ident.key), clause.op, clause.value)
     if ident.kind == "metric":
         m = tables.latest_metrics
-        return sa.exists().where(
+        return _exists(
+            m,
             m.c.run_id == runs.c.id,
             m.c.key == ident.key,
             m.c.is_nan.is_(False),
@@ -413,30 +434,37 @@ def clause_condition(clause: Clause) -> sa.ColumnElement[bool]:
         )
     if ident.kind in ("param", "tag"):
         t = tables.params if ident.kind == "param" else tables.tags
-        has = sa.exists().where(t.c.run_id == runs.c.id, t.c.key == ident.key)
+        has = _exists(t, t.c.run_id == runs.c.id, t.c.key == ident.key)
         if clause.op == "IS NULL":
             return ~has
         if clause.op == "IS NOT NULL":
             return has
-        return sa.exists().where(
+        return _exists(
+            t,
             t.c.run_id == runs.c.id,
             t.c.key == ident.key,
             _compare(t.c.value, clause.op, clause.value),
         )
     i = tables.run_inputs
-    return sa.exists().where(
-        i.c.run_id == runs.c.id, _compare(i.c[ident.key], clause.op, clause.value)
-    )
+    return _exists(i, i.c.run_id == runs.c.id, _compare(i.c[ident.key], clause.op, clause.value))
 
 
-def order_columns(query: sa.Select[Any], order: list[OrderBy]) -> sa.Select[Any]:
-    """Add ORDER BY for each key: runs that lack a metric, param or tag come last; NaN sorts
-    above every number, as in MLflow; start time (newest first) and id break ties."""
-    terms: list[sa.ColumnElement[Any]] = []
+def order_columns(
+    query: sa.Select[Any],
+    order: list[OrderBy],
+    *,
+    leading: list[sa.ColumnElement[Any]] | None = None,
+) -> sa.Select[Any]:
+    """Add ORDER BY for each key (after ``leading`` terms): runs that lack a metric, param or
+    tag come last; NaN sorts above every number, as in MLflow; start time (newest first) and id
+    break ties."""
+    terms: list[sa.ColumnElement[Any]] = list(leading or [])
     for n, item in enumerate(order):
         ident = item.ident
         if ident.kind == "attribute":
             column = _attribute_column(ident.key)
+            if ident.key == "end_time":  # NULL while running: last, as missing values are
+                terms.append(column.is_(None).asc())
             terms.append(column.asc() if item.ascending else column.desc())
             continue
         if ident.kind == "metric":
@@ -458,3 +486,35 @@ def order_columns(query: sa.Select[Any], order: list[OrderBy]) -> sa.Select[Any]
             terms.append(alias.c.value.asc() if item.ascending else alias.c.value.desc())
     terms += [runs.c.start_time.desc(), runs.c.id.desc()]
     return query.order_by(*terms)
+
+
+def by_metric_queries(
+    conditions: list[sa.ColumnElement[bool]], order: list[OrderBy]
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """For a search whose first order key is a metric: (the filter over runs in full order —
+    the caller restricts it to the ids of a chunk of the metric's index —, and the runs that lack
+    the metric, which come after all the others)."""
+    first = order[0]
+    lm = tables.latest_metrics.alias("first_metric")
+    # runs stay the outer table (a LEFT JOIN fixes the order): the caller narrows them by id
+    has = (
+        sa.select(runs.c.id)
+        .select_from(
+            runs.outerjoin(lm, sa.and_(lm.c.run_id == runs.c.id, lm.c.key == first.ident.key))
+        )
+        .where(*conditions)
+    )
+    leading: list[sa.ColumnElement[Any]] = (
+        [lm.c.is_nan.asc(), lm.c.value.asc()]
+        if first.ascending
+        else [lm.c.is_nan.desc(), lm.c.value.desc()]
+    )
+    has = order_columns(has, order[1:], leading=leading)
+    missing = sa.exists().where(
+        tables.latest_metrics.c.run_id == runs.c.id,
+        tables.latest_metrics.c.key == first.ident.key,
+    )
+    lacks = order_columns(
+        sa.select(runs.c.id).select_from(runs).where(*conditions, ~missing), order[1:]
+    )
+    return has, lacks

@@ -7,22 +7,17 @@ import math
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from mloop.core.errors import InvalidInput, MloopError
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import NUMERIC_TYPES, Column
 from mloop.data import DatasetService, DatasetVersion
 from mloop.models import (
     FEATURE_TYPES,
     FLAVOR_SKLEARN,
-    META_FILE,
-    MODEL_FILE,
     ModelMeta,
     Signature,
     captured_dependencies,
@@ -33,6 +28,17 @@ from mloop.registry import DEFAULT_ALIAS, ModelVersion, RegistryService, check_a
 from mloop.tracking import DEFAULT_EXPERIMENT, Run, TrackingService
 from mloop.training.estimators import DEFAULT_ESTIMATOR, build_pipeline, make_estimator, task_of
 from mloop.training.metrics import classification_metrics, regression_metrics
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 MAX_CLASSES = 100
 REFERENCE_PREDICTIONS = "reference/holdout_predictions.parquet"
@@ -341,8 +347,8 @@ class TrainingService:
             info=info,
         )
         files = write_sklearn_package(pipeline, meta)
-        self._tracking.log_artifact_bytes(run.id, f"model/{MODEL_FILE}", files[MODEL_FILE])
-        self._tracking.log_artifact_bytes(run.id, f"model/{META_FILE}", files[META_FILE])
+        for name, data in files.items():  # mloop's files and MLflow's (MLmodel, model.pkl)
+            self._tracking.log_artifact_bytes(run.id, f"model/{name}", data)
 
         reference: dict[str, Any] = {"prediction": np.asarray(y_pred).tolist()}
         if proba is not None and proba.shape[1] == 2:
