@@ -18,7 +18,7 @@ from mloop.registry import RegistryService
 from mloop.security import AuditLog
 from mloop.serving import PredictionResult, Predictor
 from mloop.storage import Database, LineageStore, LocalArtifactStore
-from mloop.tracking import TrackingService
+from mloop.tracking import LoggedModelService, TrackingService
 from mloop.training import TrainingService
 
 
@@ -38,6 +38,7 @@ class Workspace:
         self.datasets = DatasetService(self.db, self.artifacts, self.audit, self.lineage)
         self.validation = ValidationService(self.db, self.datasets, self.audit, self.lineage)
         self.tracking = TrackingService(self.db, self.artifacts, self.audit, self.lineage)
+        self.logged_models = LoggedModelService(self.db, self.artifacts, self.audit)
         self.registry = RegistryService(
             self.db, self.artifacts, self.tracking, self.audit, self.lineage
         )

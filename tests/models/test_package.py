@@ -64,7 +64,7 @@ def test_captured_dependencies() -> None:
 def test_a_package_round_trips_and_predicts_the_same(store: LocalArtifactStore) -> None:
     model, meta = _classifier()
     files = write_sklearn_package(model, meta)
-    assert set(files) == {MODEL_FILE, META_FILE}
+    assert set(files) == {MODEL_FILE, META_FILE, "MLmodel", "model.pkl", "requirements.txt"}
     assert ModelMeta.model_validate_json(files[META_FILE]) == meta
 
     digest, manifest = store_package(store, files)
@@ -123,3 +123,30 @@ def test_a_manifest_without_the_model_file_is_an_integrity_error(
     digest, _ = store_package(store, {META_FILE: files[META_FILE]})
     with pytest.raises(IntegrityError, match=f"lists no {MODEL_FILE}"):
         load_package(store, digest)
+
+
+def test_a_package_is_also_an_mlflow_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MLmodel`` + ``model.pkl``: what ``mlflow.sklearn`` and ``mlflow.pyfunc`` load."""
+    import pickle
+
+    import yaml
+
+    model, meta = _classifier()
+    files = write_sklearn_package(model, meta)
+    description = yaml.safe_load(files["MLmodel"])
+    assert description["flavors"]["sklearn"]["pickled_model"] == "model.pkl"
+    assert description["flavors"]["sklearn"]["serialization_format"] == "pickle"
+    assert description["flavors"]["python_function"]["loader_module"] == "mlflow.sklearn"
+    assert description["flavors"]["python_function"]["model_path"] == "model.pkl"
+    frame = pd.DataFrame({"x": [0.5, 4.5]})
+    assert pickle.loads(files["model.pkl"]).predict(frame).tolist() == ["no", "yes"]
+    assert f"scikit-learn=={sklearn.__version__}" in files["requirements.txt"].decode()
+
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    assert mlflow.sklearn.load_model(str(folder)).predict(frame).tolist() == ["no", "yes"]
+    assert mlflow.pyfunc.load_model(str(folder)).predict(frame).tolist() == ["no", "yes"]

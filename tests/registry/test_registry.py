@@ -268,9 +268,9 @@ def test_a_model_logged_under_another_path(ws: Workspace, runs: list[Run]) -> No
         ws.registry.register(runs[0].id, "fraud", artifact_path="elsewhere")
     # copy the run's model files under another path of a new run, then register from there
     other = ws.tracking.start_run()
-    for name in ("model.joblib", "mloop-model.json"):
-        data = ws.tracking.read_artifact(runs[0].id, f"model/{name}")
-        ws.tracking.log_artifact_bytes(other.id, f"elsewhere/{name}", data)
+    for path in [a.path for a in runs[0].artifacts if a.path.startswith("model/")]:
+        data = ws.tracking.read_artifact(runs[0].id, path)
+        ws.tracking.log_artifact_bytes(other.id, "elsewhere/" + path.removeprefix("model/"), data)
     version = ws.registry.register(other.id, "fraud", artifact_path="elsewhere")
     assert version.run_id == other.id
     assert ws.registry.load(version).signature.target == "is_fraud"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 from mloop import __version__
-from mloop.api import errors
+from mloop.api import errors, mlflow
 from mloop.api.auth import authenticate
 from mloop.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from mloop.api.routers import datasets, health, models, runs
@@ -60,6 +60,7 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
     app.include_router(datasets.router, dependencies=secured)
     app.include_router(runs.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
+    mlflow.install(app, secured)  # MLflow's REST API, for the unmodified mlflow client
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware)
     return app

@@ -70,7 +70,7 @@ def show(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
             *([fmt_time(v.created_at)] if wide else []),
         )
     console.print(table)
-    if found:
+    if found and found[-1].signature is not None:
         sig = found[-1].signature
         console.print(
             f"signature (v{found[-1].version}): {sig.task}, target {sig.target!r}; inputs: "

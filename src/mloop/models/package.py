@@ -2,26 +2,40 @@
 
 A package is a set of named files. It is stored file by file in the artifact store; its
 manifest (name → digest) is itself a blob, and the manifest's digest identifies the package.
+
+An sklearn package is also an MLflow model: next to mloop's ``model.joblib`` it holds an
+``MLmodel`` file (the ``sklearn`` and ``python_function`` flavors) and ``model.pkl``, a plain
+pickle of the same pipeline, so ``mlflow.pyfunc.load_model`` loads it unchanged.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import pickle
 import platform
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from mloop.core.errors import IntegrityError, InvalidInput, SchemaMismatch
+from mloop.core.lazy import lazy_module
 from mloop.models.signature import Signature, frame_from_rows
 from mloop.storage import ArtifactStore, safe_name
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+
 META_FILE = "mloop-model.json"
 MODEL_FILE = "model.joblib"
+MLMODEL_FILE = "MLmodel"  # MLflow's description of the same model
+PICKLE_FILE = "model.pkl"  # a plain pickle, what MLflow's sklearn flavor loads
+REQUIREMENTS_FILE = "requirements.txt"
 FLAVOR_SKLEARN = "sklearn"
 CAPTURED_PACKAGES = ("mloop", "scikit-learn", "numpy", "pandas", "scipy", "joblib")
 
@@ -47,14 +61,55 @@ class ModelMeta(BaseModel):
 
 
 def write_sklearn_package(estimator: Any, meta: ModelMeta) -> dict[str, bytes]:
+    """The package's files: mloop's (``model.joblib``, ``mloop-model.json``) and MLflow's
+    (``MLmodel``, ``model.pkl``, ``requirements.txt``)."""
     import joblib
 
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer, compress=3)
+    pickled = pickle.dumps(estimator, protocol=pickle.DEFAULT_PROTOCOL)
     return {
         MODEL_FILE: buffer.getvalue(),
         META_FILE: meta.model_dump_json(indent=2).encode(),
+        MLMODEL_FILE: mlmodel_file(meta, len(pickled)),
+        PICKLE_FILE: pickled,
+        REQUIREMENTS_FILE: requirements_file(meta),
     }
+
+
+def mlmodel_file(meta: ModelMeta, size: int) -> bytes:
+    """MLflow's ``MLmodel`` for an sklearn package: what ``mlflow.sklearn`` and
+    ``mlflow.pyfunc`` need to load ``model.pkl`` (serialization format "pickle")."""
+    import yaml
+
+    deps = meta.dependencies
+    description = {
+        "artifact_path": "model",
+        "flavors": {
+            "python_function": {
+                "loader_module": "mlflow.sklearn",
+                "model_path": PICKLE_FILE,
+                "predict_fn": "predict",
+                "python_version": deps.get("python", platform.python_version()),
+            },
+            "sklearn": {
+                "code": None,
+                "pickled_model": PICKLE_FILE,
+                "serialization_format": "pickle",
+                "sklearn_version": deps.get("scikit-learn", "unknown"),
+            },
+        },
+        "model_size_bytes": size,
+        "metadata": {"mloop_estimator": meta.estimator, "mloop_version": deps.get("mloop")},
+    }
+    return yaml.safe_dump(description, sort_keys=True).encode()
+
+
+def requirements_file(meta: ModelMeta) -> bytes:
+    """Pinned pip requirements of the pipeline (what MLflow reads to build an environment)."""
+    pins = {"scikit-learn", "numpy", "pandas", "scipy"}
+    lines = [f"{name}=={v}" for name, v in sorted(meta.dependencies.items()) if name in pins]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def store_package(artifacts: ArtifactStore, files: dict[str, bytes]) -> tuple[str, dict[str, str]]:

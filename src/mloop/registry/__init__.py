@@ -2,6 +2,7 @@
 
 from mloop.registry.service import (
     DEFAULT_ALIAS,
+    FLAVOR_MLFLOW,
     ModelVersion,
     RegisteredModel,
     RegistryService,
@@ -11,6 +12,7 @@ from mloop.registry.service import (
 
 __all__ = [
     "DEFAULT_ALIAS",
+    "FLAVOR_MLFLOW",
     "ModelVersion",
     "RegisteredModel",
     "RegistryService",

@@ -1,11 +1,20 @@
-"""The model registry: registered models, immutable numbered versions, and movable aliases."""
+"""The model registry: registered models, immutable numbered versions, and movable aliases.
+
+A version is a manifest of files in the artifact store. mloop's trainer makes sklearn packages
+(``register`` a run's model); a client such as MLflow's registers any set of files it logged
+(``create_version`` from a run's artifacts or a logged model), recorded with flavor "mlflow"
+unless the files are an mloop package. Models and versions carry tags and descriptions;
+``search_models`` and ``search_versions`` take MLflow's registry filters.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,19 +23,31 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from mloop.core.clock import from_ms, now_ms
-from mloop.core.errors import Conflict, InvalidInput, NotFound
+from mloop.core.clock import from_ms, now_ms, to_ms
+from mloop.core.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
 from mloop.core.ids import new_id
 from mloop.data import check_name
-from mloop.models import META_FILE, LoadedModel, ModelMeta, Signature, load_package
+from mloop.models import (
+    FLAVOR_SKLEARN,
+    META_FILE,
+    MLMODEL_FILE,
+    LoadedModel,
+    ModelMeta,
+    Signature,
+    load_package,
+)
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, safe_name, tables
-from mloop.tracking import TrackingService
+from mloop.tracking import Page, TrackingService, check_key, validate_tags
 
 DEFAULT_ALIAS = "champion"
 ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$")
 MODEL_CACHE_SIZE = 8
+FLAVOR_MLFLOW = "mlflow"  # files logged by an MLflow client: loadable with mlflow, not served
+MAX_DESCRIPTION = 65_536
+DEFAULT_MAX_RESULTS = 100
+MAX_RESULTS = 10_000
 
 
 def check_alias(alias: str) -> str:
@@ -48,16 +69,28 @@ class ModelVersion(BaseModel):
     run_id: str | None
     flavor: str
     manifest_digest: str
-    signature: Signature
+    signature: Signature | None  # None: not an mloop package (an MLflow-logged model, say)
     info: dict[str, Any]
     description: str | None
     created_at: datetime
     created_by: str | None
     aliases: list[str]
+    source: str | None = None  # where the files came from: runs:/RUN/PATH, models:/ID, ...
+    logged_model_id: str | None = None
+    tags: dict[str, str] = {}
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def require_signature(self) -> Signature:
+        """The signature, or InvalidInput for a version that has none (an MLflow model)."""
+        if self.signature is None:
+            raise InvalidInput(
+                f"{self.ref} is a {self.flavor!r} model without an mloop signature: "
+                "only models trained by mloop can be served and monitored by it"
+            )
+        return self.signature
 
 
 class RegisteredModel(BaseModel):
@@ -70,6 +103,7 @@ class RegisteredModel(BaseModel):
     updated_at: datetime
     latest_version: int | None
     aliases: dict[str, int]
+    tags: dict[str, str] = {}
 
 
 def parse_model_ref(ref: str) -> tuple[str, str]:
@@ -130,15 +164,95 @@ class RegistryService:
         manifest_digest = self._artifacts.put_bytes(
             json.dumps({"files": dict(sorted(files.items()))}, sort_keys=True).encode()
         )
-        return self._insert_version(name, run_id, meta, manifest_digest, description)
+        return self._insert_version(
+            name,
+            run_id=run_id,
+            flavor=meta.flavor,
+            signature=meta.signature.model_dump(mode="json"),
+            info=meta.info,
+            manifest_digest=manifest_digest,
+            description=description,
+            source=f"runs:/{run_id}/{safe_name(artifact_path)}",
+        )
+
+    def create_version(
+        self,
+        name: str,
+        files: Mapping[str, str],
+        *,
+        source: str | None = None,
+        run_id: str | None = None,
+        logged_model_id: str | None = None,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """A new version of the registered model ``name`` (which must exist) made of ``files``
+        (name → digest, already in the artifact store), as an MLflow client registers one.
+
+        Files that form an mloop package (``mloop-model.json``) keep its flavor and signature;
+        any other set of files is recorded with flavor "mlflow" and no signature."""
+        check_name(name, "model")
+        if not files:
+            raise InvalidInput(f"there are no files to register as a version of {name!r}")
+        manifest = {safe_name(path): digest for path, digest in files.items()}
+        missing = [p for p, d in manifest.items() if not self._artifacts.exists(d)]
+        if missing:
+            raise InvalidInput(f"file {missing[0]!r} of the new version is not in the store")
+        tags_ = {k: str(v) for k, v in (tags or {}).items()}
+        validate_tags(tags_)
+        _check_description(description)
+        if run_id is not None:
+            self._tracking.get_run(run_id)  # NotFound if there is no such run
+        info: dict[str, Any]
+        if META_FILE in manifest:
+            meta = ModelMeta.model_validate_json(self._artifacts.get_bytes(manifest[META_FILE]))
+            flavor, signature, info = meta.flavor, meta.signature.model_dump(mode="json"), meta.info
+        else:
+            flavor, signature, info = FLAVOR_MLFLOW, {}, self._mlmodel_info(manifest)
+        manifest_digest = self._artifacts.put_bytes(
+            json.dumps({"files": dict(sorted(manifest.items()))}, sort_keys=True).encode()
+        )
+        return self._insert_version(
+            name,
+            run_id=run_id,
+            flavor=flavor,
+            signature=signature,
+            info=info,
+            manifest_digest=manifest_digest,
+            description=description,
+            source=source,
+            logged_model_id=logged_model_id,
+            tags=tags_,
+            create_model=False,
+        )
+
+    def _mlmodel_info(self, manifest: Mapping[str, str]) -> dict[str, Any]:
+        """What an MLflow model's ``MLmodel`` says of itself: its flavors."""
+        if MLMODEL_FILE not in manifest:
+            return {}
+        import yaml
+
+        try:
+            description = yaml.safe_load(self._artifacts.get_bytes(manifest[MLMODEL_FILE]))
+            flavors = sorted((description or {}).get("flavors") or {})
+        except (yaml.YAMLError, AttributeError, TypeError):
+            return {}
+        return {"mlflow_flavors": [str(f) for f in flavors]}
 
     def _insert_version(
         self,
         name: str,
+        *,
         run_id: str | None,
-        meta: ModelMeta,
+        flavor: str,
+        signature: dict[str, Any],
+        info: dict[str, Any],
         manifest_digest: str,
         description: str | None,
+        source: str | None = None,
+        logged_model_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        create_model: bool = True,
     ) -> ModelVersion:
         m, v = tables.registered_models, tables.model_versions
         for _attempt in range(5):
@@ -147,6 +261,8 @@ class RegistryService:
                     model_id = conn.execute(sa.select(m.c.id).where(m.c.name == name)).scalar()
                     now = now_ms()
                     if model_id is None:
+                        if not create_model:
+                            raise NotFound(f"model {name!r} is not registered")
                         model_id = new_id()
                         conn.execute(
                             m.insert().values(
@@ -155,6 +271,7 @@ class RegistryService:
                                 description=None,
                                 created_at=now,
                                 updated_at=now,
+                                tags={},
                             )
                         )
                         self._audit.record(conn, "model.create", "model", name)
@@ -169,13 +286,16 @@ class RegistryService:
                             model_id=model_id,
                             version=number,
                             run_id=run_id,
-                            flavor=meta.flavor,
+                            flavor=flavor,
                             manifest_digest=manifest_digest,
-                            signature=meta.signature.model_dump(mode="json"),
-                            info=meta.info,
+                            signature=signature,
+                            info=info,
                             description=description,
                             created_at=now,
                             created_by=local_actor(),
+                            source=source,
+                            logged_model_id=logged_model_id,
+                            tags=tags or {},
                         )
                     )
                     conn.execute(m.update().where(m.c.id == model_id).values(updated_at=now))
@@ -188,7 +308,7 @@ class RegistryService:
                         "model.version.create",
                         "model_version",
                         f"{name}@{number}",
-                        {"run_id": run_id},
+                        {"run_id": run_id, "source": source},
                     )
                     if number == 1:  # a new model's first version is its champion
                         conn.execute(
@@ -272,6 +392,145 @@ class RegistryService:
                 raise NotFound(f"model {name!r} has no alias {alias!r}")
             self._audit.record(conn, "model.alias.delete", "model", name, {"alias": alias})
 
+    # -- models and versions as MLflow manages them ------------------------------------
+
+    def create_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> RegisteredModel:
+        """An empty registered model (its versions come later)."""
+        check_name(name, "model")
+        _check_description(description)
+        tags_ = {k: str(v) for k, v in (tags or {}).items()}
+        validate_tags(tags_)
+        m = tables.registered_models
+        try:
+            with self._db.write() as conn:
+                if conn.execute(sa.select(m.c.id).where(m.c.name == name)).first() is not None:
+                    raise AlreadyExists(f"model {name!r} is already registered")
+                now = now_ms()
+                conn.execute(
+                    m.insert().values(
+                        id=new_id(),
+                        name=name,
+                        description=description,
+                        created_at=now,
+                        updated_at=now,
+                        tags=tags_,
+                    )
+                )
+                self._audit.record(conn, "model.create", "model", name)
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"model {name!r} is already registered") from exc
+        return self.get_model(name)
+
+    def update_model(self, name: str, *, description: str | None) -> RegisteredModel:
+        _check_description(description)
+        m = tables.registered_models
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            conn.execute(
+                m.update()
+                .where(m.c.id == model_id)
+                .values(description=description, updated_at=now_ms())
+            )
+            self._audit.record(conn, "model.update", "model", name)
+        return self.get_model(name)
+
+    def rename_model(self, name: str, new_name: str) -> RegisteredModel:
+        """Rename a model; its versions and aliases follow (logged predictions keep the name
+        they were made under)."""
+        check_name(new_name, "model")
+        m = tables.registered_models
+        try:
+            with self._db.write() as conn:
+                model_id = self._model_id(conn, name)
+                taken = conn.execute(sa.select(m.c.id).where(m.c.name == new_name)).first()
+                if taken is not None:
+                    raise AlreadyExists(f"model {new_name!r} is already registered")
+                conn.execute(
+                    m.update().where(m.c.id == model_id).values(name=new_name, updated_at=now_ms())
+                )
+                self._audit.record(
+                    conn, "model.rename", "model", new_name, {"from": name, "to": new_name}
+                )
+        except DBIntegrityError as exc:
+            raise AlreadyExists(f"model {new_name!r} is already registered") from exc
+        return self.get_model(new_name)
+
+    def delete_model(self, name: str) -> None:
+        """Remove a model with its versions and aliases (their files stay in the store, and
+        the lineage and audit records stay)."""
+        m, v, a = tables.registered_models, tables.model_versions, tables.model_aliases
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            conn.execute(a.delete().where(a.c.model_id == model_id))
+            count = conn.execute(v.delete().where(v.c.model_id == model_id)).rowcount
+            conn.execute(m.delete().where(m.c.id == model_id))
+            self._audit.record(conn, "model.delete", "model", name, {"versions": count})
+
+    def update_version(self, name: str, version: int, *, description: str | None) -> ModelVersion:
+        _check_description(description)
+        v = tables.model_versions
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            row = self._version_row(conn, model_id, name, version)
+            conn.execute(v.update().where(v.c.id == row["id"]).values(description=description))
+            self._audit.record(conn, "model.version.update", "model_version", f"{name}@{version}")
+        return self.get_version(name, version)
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Remove one version and the aliases that point at it. Its number is not handed out
+        again while a later version exists (numbers count up from the latest)."""
+        v, a = tables.model_versions, tables.model_aliases
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            row = self._version_row(conn, model_id, name, version)
+            conn.execute(a.delete().where(a.c.model_id == model_id, a.c.version == version))
+            conn.execute(v.delete().where(v.c.id == row["id"]))
+            conn.execute(
+                tables.registered_models.update()
+                .where(tables.registered_models.c.id == model_id)
+                .values(updated_at=now_ms())
+            )
+            self._audit.record(conn, "model.version.delete", "model_version", f"{name}@{version}")
+
+    def set_model_tag(self, name: str, key: str, value: Any) -> None:
+        self._edit_model_tags(name, key, str(value))
+
+    def delete_model_tag(self, name: str, key: str) -> None:
+        self._edit_model_tags(name, key, None)
+
+    def _edit_model_tags(self, name: str, key: str, value: str | None) -> None:
+        m = tables.registered_models
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            current = conn.execute(
+                sa.select(m.c.tags).where(m.c.id == model_id).with_for_update()
+            ).scalar()
+            tags = _edited(dict(current or {}), key, value, f"model {name!r}")
+            conn.execute(m.update().where(m.c.id == model_id).values(tags=tags))
+
+    def set_version_tag(self, name: str, version: int, key: str, value: Any) -> None:
+        self._edit_version_tags(name, version, key, str(value))
+
+    def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        self._edit_version_tags(name, version, key, None)
+
+    def _edit_version_tags(self, name: str, version: int, key: str, value: str | None) -> None:
+        v = tables.model_versions
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            row_id = self._version_row(conn, model_id, name, version)["id"]
+            current = conn.execute(
+                sa.select(v.c.tags).where(v.c.id == row_id).with_for_update()
+            ).scalar()
+            tags = _edited(dict(current or {}), key, value, f"model version {name}@{version}")
+            conn.execute(v.update().where(v.c.id == row_id).values(tags=tags))
+
     # -- reading -----------------------------------------------------------------------
 
     def _model_id(self, conn: Connection, name: str) -> str:
@@ -319,12 +578,15 @@ class RegistryService:
             run_id=row["run_id"],
             flavor=row["flavor"],
             manifest_digest=row["manifest_digest"],
-            signature=Signature.model_validate(row["signature"]),
+            signature=Signature.model_validate(row["signature"]) if row["signature"] else None,
             info=row["info"],
             description=row["description"],
             created_at=from_ms(row["created_at"]),
             created_by=row["created_by"],
             aliases=sorted(a for a, n in aliases.items() if n == row["version"]),
+            source=row["source"],
+            logged_model_id=row["logged_model_id"],
+            tags=dict(row["tags"] or {}),
         )
 
     def get_version(self, name: str, version: int) -> ModelVersion:
@@ -390,34 +652,109 @@ class RegistryService:
             return self._to_version(row, name, aliases)
 
     def get_model(self, name: str) -> RegisteredModel:
-        m, v = tables.registered_models, tables.model_versions
         with self._db.read() as conn:
-            model_id = self._model_id(conn, name)
-            row = conn.execute(sa.select(m).where(m.c.id == model_id)).mappings().one()
-            latest = conn.execute(
-                sa.select(sa.func.max(v.c.version)).where(v.c.model_id == model_id)
-            ).scalar()
-            return RegisteredModel(
-                id=row["id"],
-                name=row["name"],
-                description=row["description"],
-                created_at=from_ms(row["created_at"]),
-                updated_at=from_ms(row["updated_at"]),
-                latest_version=latest,
-                aliases=self._aliases(conn, model_id),
-            )
+            return self._registered_model(conn, self._model_id(conn, name))
+
+    def _registered_model(self, conn: Connection, model_id: str) -> RegisteredModel:
+        m, v = tables.registered_models, tables.model_versions
+        row = conn.execute(sa.select(m).where(m.c.id == model_id)).mappings().one()
+        latest = conn.execute(
+            sa.select(sa.func.max(v.c.version)).where(v.c.model_id == model_id)
+        ).scalar()
+        return RegisteredModel(
+            id=row["id"],
+            name=row["name"],
+            description=row["description"],
+            created_at=from_ms(row["created_at"]),
+            updated_at=from_ms(row["updated_at"]),
+            latest_version=latest,
+            aliases=self._aliases(conn, model_id),
+            tags=dict(row["tags"] or {}),
+        )
 
     def list_models(self) -> list[RegisteredModel]:
         m = tables.registered_models
         with self._db.read() as conn:
-            names = conn.execute(sa.select(m.c.name).order_by(m.c.name)).scalars().all()
-        return [self.get_model(n) for n in names]
+            ids = conn.execute(sa.select(m.c.id).order_by(m.c.name)).scalars().all()
+            return [self._registered_model(conn, i) for i in ids]
+
+    def search_models(
+        self,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[RegisteredModel]:
+        """Models matching MLflow's registry filter (``name`` and ``tags.KEY`` with =, !=,
+        LIKE, ILIKE, joined by AND), ordered by ``name``, ``creation_timestamp`` or
+        ``last_updated_timestamp`` (name ascending by default)."""
+        predicates = _parse_registry_filter(filter_string, _MODEL_FIELDS, "registered model")
+        order = _parse_registry_order(order_by, _MODEL_ORDER, "registered model")
+        limit, offset = _check_page(max_results, page_token)
+        found = [m for m in self.list_models() if all(p(_model_fields(m)) for p in predicates)]
+        for field, ascending in reversed(order or [("name", True)]):
+            found.sort(key=_by(_model_fields, field), reverse=not ascending)
+        return _page(found, limit, offset)
+
+    def search_versions(
+        self,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        max_results: int | None = None,
+        page_token: str | None = None,
+    ) -> Page[ModelVersion]:
+        """Versions matching MLflow's registry filter (``name``, ``run_id``, ``source_path``,
+        ``version_number``, ``tags.KEY``; ``run_id IN (...)``), joined by AND; by name, then
+        newest version first, unless ordered otherwise."""
+        predicates = _parse_registry_filter(filter_string, _VERSION_FIELDS, "model version")
+        order = _parse_registry_order(order_by, _VERSION_ORDER, "model version")
+        limit, offset = _check_page(max_results, page_token)
+        m, v = tables.registered_models, tables.model_versions
+        with self._db.read() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(v, m.c.name.label("model_name")).join(m, m.c.id == v.c.model_id)
+                )
+                .mappings()
+                .all()
+            )
+            aliases: dict[str, dict[str, int]] = {}
+            for model_id, alias, number in conn.execute(
+                sa.select(
+                    tables.model_aliases.c.model_id,
+                    tables.model_aliases.c.alias,
+                    tables.model_aliases.c.version,
+                )
+            ):
+                aliases.setdefault(model_id, {})[alias] = number
+        versions = [
+            self._to_version(r, r["model_name"], aliases.get(r["model_id"], {})) for r in rows
+        ]
+        found = [x for x in versions if all(p(_version_fields(x)) for p in predicates)]
+        for field, ascending in reversed(order or [("name", True), ("version_number", False)]):
+            found.sort(key=_by(_version_fields, field), reverse=not ascending)
+        return _page(found, limit, offset)
+
+    def files(self, version: ModelVersion) -> dict[str, str]:
+        """The version's files: name → digest in the artifact store."""
+        try:
+            files = json.loads(self._artifacts.get_bytes(version.manifest_digest))["files"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(
+                f"model manifest {version.manifest_digest} is unreadable: {exc}"
+            ) from exc
+        return {str(k): str(d) for k, d in files.items()}
 
     # -- loading -----------------------------------------------------------------------
 
     def load(self, ref: str | ModelVersion) -> LoadedModel:
         """The model behind ``ref``, ready to predict; loaded once and cached by content."""
         version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
+        if version.flavor != FLAVOR_SKLEARN:
+            raise InvalidInput(
+                f"{version.ref} has flavor {version.flavor!r}: mloop serves the sklearn "
+                "packages it trains; load this one with mlflow.pyfunc.load_model"
+            )
         key = version.manifest_digest
         with self._cache_lock:
             cached = self._cache.get(key)
@@ -430,3 +767,204 @@ class RegistryService:
             while len(self._cache) > MODEL_CACHE_SIZE:
                 self._cache.popitem(last=False)
         return model
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_description(description: str | None) -> None:
+    if description is not None and (
+        not isinstance(description, str) or len(description) > MAX_DESCRIPTION
+    ):
+        raise InvalidInput(f"a description is text of at most {MAX_DESCRIPTION} characters")
+
+
+def _edited(tags: dict[str, str], key: str, value: str | None, owner: str) -> dict[str, str]:
+    """``tags`` with ``key`` set to ``value`` (or removed when None)."""
+    check_key(key, "tag")
+    if value is None:
+        if key not in tags:
+            raise NotFound(f"{owner} has no tag {key!r}")
+        del tags[key]
+    else:
+        validate_tags({key: value})
+        tags[key] = value
+    return tags
+
+
+def _check_page(max_results: int | None, page_token: str | None) -> tuple[int, int]:
+    limit = DEFAULT_MAX_RESULTS if max_results is None else max_results
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_RESULTS:
+        raise InvalidInput(f"max_results must be 1-{MAX_RESULTS}, not {max_results!r}")
+    offset = 0
+    if page_token:
+        try:
+            offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["offset"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"invalid page token {page_token!r}") from exc
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidInput(f"invalid page token {page_token!r}")
+    return limit, offset
+
+
+def _page(items: list[Any], limit: int, offset: int) -> Page[Any]:
+    token = None
+    if len(items) > offset + limit:
+        token = base64.urlsafe_b64encode(json.dumps({"offset": offset + limit}).encode()).decode()
+    return Page[Any](items=items[offset : offset + limit], next_page_token=token)
+
+
+def _ms(moment: datetime) -> int:
+    return to_ms(moment)
+
+
+def _by(fields: Callable[[Any], dict[str, Any]], field: str) -> Callable[[Any], Any]:
+    """A sort key: one field of a model or version."""
+    return lambda item: fields(item)[field]
+
+
+def _model_fields(model: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "creation_timestamp": _ms(model.created_at),
+        "last_updated_timestamp": _ms(model.updated_at),
+        "tags": model.tags,
+    }
+
+
+def _version_fields(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version_number": version.version,
+        "run_id": version.run_id or "",
+        "source_path": version.source or "",
+        "creation_timestamp": _ms(version.created_at),
+        "last_updated_timestamp": _ms(version.created_at),
+        "tags": version.tags,
+    }
+
+
+_MODEL_FIELDS = {"name": "string"}
+_VERSION_FIELDS = {
+    "name": "string",
+    "run_id": "string",
+    "source_path": "string",
+    "version_number": "number",
+}
+_MODEL_ORDER = {"name", "creation_timestamp", "last_updated_timestamp"}
+_VERSION_ORDER = {"name", "version_number", "creation_timestamp", "last_updated_timestamp"}
+_ORDER_ALIASES = {"timestamp": "creation_timestamp", "version": "version_number"}
+
+_CLAUSE = re.compile(
+    r"""\s*(?P<field>tags?\.(?:`[^`]+`|"[^"]+"|[\w.\-/: ]+?)|[A-Za-z_.]+)
+        \s*(?P<op>!=|<>|>=|<=|=|<|>|\bNOT\s+IN\b|\bIN\b|\bI?LIKE\b)
+        \s*(?P<value>'(?:[^']|'')*'|"(?:[^"]|"")*"|[-+]?\d+|\((?:[^()'"]|'(?:[^']|'')*')*\))
+        \s*(?P<joint>\bAND\b|$)""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_STRING = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1].replace(text[0] * 2, text[0])
+
+
+def _parse_registry_filter(
+    text: str | None, fields: dict[str, str], what: str
+) -> list[Callable[[dict[str, Any]], bool]]:
+    """MLflow's registry filter: ``name LIKE 'fraud%' AND tags.team = 'risk'``."""
+    if text is None or not text.strip():
+        return []
+    predicates: list[Callable[[dict[str, Any]], bool]] = []
+    pos = 0
+    while pos < len(text):
+        match = _CLAUSE.match(text, pos)
+        if match is None or match.end() == pos:
+            raise InvalidInput(
+                f"invalid {what} filter {text!r} at position {pos}: use FIELD OP VALUE clauses "
+                f"joined by AND, FIELD one of {', '.join(sorted(fields))} or tags.KEY"
+            )
+        field, op = match["field"], " ".join(match["op"].upper().split())
+        op = "!=" if op == "<>" else op
+        raw = match["value"]
+        if field.lower().startswith(("tags.", "tag.")):
+            key = field.split(".", 1)[1].strip()
+            if key[:1] in '`"' and key[-1:] == key[:1]:
+                key = key[1:-1]
+            kind = "tag"
+        else:
+            key = field.removeprefix("attributes.").removeprefix("attribute.")
+            if key not in fields:
+                raise InvalidInput(
+                    f"invalid {what} filter {text!r}: unknown field {field!r} "
+                    f"(use {', '.join(sorted(fields))} or tags.KEY)"
+                )
+            kind = fields[key]
+        predicates.append(_registry_predicate(kind, key, op, raw, text, what))
+        pos = match.end()
+        if not match["joint"]:
+            break
+    if pos < len(text.rstrip()):
+        raise InvalidInput(f"invalid {what} filter {text!r} at position {pos}")
+    return predicates
+
+
+def _registry_predicate(
+    kind: str, key: str, op: str, raw: str, text: str, what: str
+) -> Callable[[dict[str, Any]], bool]:
+    bad = InvalidInput(f"invalid {what} filter {text!r}: {key} does not take {op} {raw}")
+    if op in ("IN", "NOT IN"):
+        if kind != "string" or not raw.startswith("("):
+            raise bad
+        values = {_unquote(v) for v in _STRING.findall(raw)}
+        return lambda f: (f[key] in values) == (op == "IN")
+    if raw.startswith("("):
+        raise bad
+    if kind == "number":
+        if raw[0] in "'\"" or op in ("LIKE", "ILIKE"):
+            raise bad
+        number = int(raw)
+        return lambda f: _compare(f[key], op, number)
+    if raw[0] not in "'\"" or op not in ("=", "!=", "LIKE", "ILIKE"):
+        raise bad
+    value = _unquote(raw)
+    if kind == "tag":  # as in MLflow, a missing tag is != any value (prompts are excluded so)
+        if op == "!=":
+            return lambda f: f["tags"].get(key) != value
+        return lambda f: key in f["tags"] and _compare(f["tags"][key], op, value)
+    return lambda f: _compare(f[key], op, value)
+
+
+def _compare(actual: Any, op: str, value: Any) -> bool:
+    if op in ("LIKE", "ILIKE"):
+        pattern = "".join(
+            ".*" if c == "%" else "." if c == "_" else re.escape(c) for c in str(value)
+        )
+        flags = re.IGNORECASE | re.DOTALL if op == "ILIKE" else re.DOTALL
+        return re.fullmatch(pattern, str(actual), flags) is not None
+    result: bool = {
+        "=": lambda: actual == value,
+        "!=": lambda: actual != value,
+        "<": lambda: actual < value,
+        "<=": lambda: actual <= value,
+        ">": lambda: actual > value,
+        ">=": lambda: actual >= value,
+    }[op]()
+    return result
+
+
+def _parse_registry_order(
+    items: list[str] | None, allowed: set[str], what: str
+) -> list[tuple[str, bool]]:
+    order: list[tuple[str, bool]] = []
+    for item in items or []:
+        parts = item.split()
+        field = _ORDER_ALIASES.get(parts[0], parts[0]) if parts else ""
+        direction = parts[1].upper() if len(parts) == 2 else "ASC"
+        if field not in allowed or len(parts) > 2 or direction not in ("ASC", "DESC"):
+            raise InvalidInput(
+                f"invalid {what} order_by {item!r}: one of {', '.join(sorted(allowed))}, "
+                "then ASC or DESC"
+            )
+        order.append((field, direction == "ASC"))
+    return order

@@ -1,6 +1,13 @@
 """Experiments, runs, params, metrics, tags, inputs and artifacts; MLflow's search grammar."""
 
 from mloop.tracking.buffer import BatchLogger
+from mloop.tracking.logged_models import (
+    LoggedModel,
+    LoggedModelService,
+    LoggedModelStatus,
+    RunOutput,
+    logged_model_artifact_uri,
+)
 from mloop.tracking.records import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_ID,
@@ -47,6 +54,9 @@ __all__ = [
     "CreateRun",
     "Experiment",
     "LogBatch",
+    "LoggedModel",
+    "LoggedModelService",
+    "LoggedModelStatus",
     "MetricPoint",
     "MetricValue",
     "Operation",
@@ -56,6 +66,7 @@ __all__ = [
     "Run",
     "RunInput",
     "RunList",
+    "RunOutput",
     "RunStatus",
     "SystemMetricsMonitor",
     "TrackingService",
@@ -65,6 +76,7 @@ __all__ = [
     "artifact_uri",
     "check_key",
     "check_run_id",
+    "logged_model_artifact_uri",
     "parse_filter",
     "parse_metric_value",
     "parse_order_by",
