@@ -62,6 +62,11 @@ def test_experiments(mlflow_client: Any, server_ws: Workspace) -> None:
     client.restore_experiment(experiment_id)
     assert client.get_experiment(experiment_id).lifecycle_stage == "active"
 
+    run = client.create_run("0", run_name="in-default")  # MLflow's Default experiment is "0"
+    client.set_terminated(run.info.run_id, "KILLED")
+    native = server_ws.tracking.get_run(run.info.run_id)
+    assert (native.experiment, native.status) == ("Default", "KILLED")
+
 
 def test_runs_params_metrics_and_tags(mlflow_client: Any, server_ws: Workspace) -> None:
     mlflow = mlflow_client
@@ -140,8 +145,11 @@ def test_renaming_and_resuming_a_run(mlflow_client: Any, server_ws: Workspace) -
 
     with mlflow.start_run(run_id=first.info.run_id):  # a finished run resumes
         mlflow.log_metric("after", 1.0)
+        mlflow.set_tag("mlflow.runName", "by-tag")  # MLflow's other way to rename
     resumed = client.get_run(first.info.run_id)
     assert (resumed.info.status, resumed.data.metrics) == ("FINISHED", {"after": 1.0})
+    assert resumed.info.run_name == "by-tag"
+    assert server_ws.tracking.get_run(first.info.run_id).name == "by-tag"
 
 
 def test_artifacts(
