@@ -137,3 +137,20 @@ def test_the_cli_default_estimator_is_the_trainer_s() -> None:
     from mloop.training import DEFAULT_ESTIMATOR
 
     assert CLI_DEFAULT == DEFAULT_ESTIMATOR
+
+
+def test_the_server_idles_without_the_heavy_libraries() -> None:
+    """A server that only tracks never loads NumPy, pandas, Polars, Arrow or scikit-learn:
+    they are imported on first use (mloop.core.lazy)."""
+    code = (
+        "import sys, tempfile, mloop\n"
+        "from mloop.api import create_app\n"
+        "ws = mloop.Workspace.open(tempfile.mkdtemp())\n"
+        "create_app(ws)\n"
+        "ws.tracking.start_run('e')\n"
+        "heavy = [m for m in ('numpy', 'pandas', 'polars', 'pyarrow', 'sklearn', 'scipy')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -14,11 +14,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.clock import now_ms
+from mloop.core.ids import new_id
 from mloop.tracking import (
+    DEFAULT_EXPERIMENT_ID,
     ArtifactInfo,
     Comparison,
+    CreateRun,
     Experiment,
+    LogBatch,
     MetricPoint,
+    MetricValue,
     Page,
     RemoteTrackingStore,
     Run,
@@ -43,12 +49,14 @@ class MloopClient:
         self, uri: str | os.PathLike[str] | None = None, *, store: TrackingStore | None = None
     ) -> None:
         self._own_store = uri is not None and store is None
+        self._shares_fluent = False
         if store is not None:
             self.store = store
         elif uri is None:
             from mloop import fluent
 
             self.store = fluent._context().store
+            self._shares_fluent = True
         else:
             from mloop.fluent import _open
 
@@ -112,8 +120,80 @@ class MloopClient:
 
     # -- runs ------------------------------------------------------------------------------
 
+    def _sync(self) -> None:
+        """Sharing the fluent API's store, read after what it queued is written (as MLflow's
+        synchronous client would show it)."""
+        if self._shares_fluent:
+            from mloop import fluent
+
+            fluent.flush()
+
     def get_run(self, run_id: str) -> Run:
+        self._sync()
         return self.store.get_run(run_id)
+
+    def create_run(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+    ) -> Run:
+        """A new RUNNING run, created now (not batched)."""
+        run_id = new_id()
+        self.store.apply(
+            [
+                CreateRun(
+                    run_id=run_id,
+                    experiment_id=experiment_id,
+                    name=run_name,
+                    tags={k: str(v) for k, v in (tags or {}).items()},
+                    parent_run_id=parent_run_id,
+                )
+            ]
+        )
+        return self.store.get_run(run_id)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[MetricValue] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log at once, in one transaction or request (MlflowClient's log_batch)."""
+        self._sync()
+        self.store.apply(
+            [
+                LogBatch(
+                    run_id=run_id,
+                    metrics=list(metrics),
+                    params={k: str(v) for k, v in (params or {}).items()},
+                    tags={k: str(v) for k, v in (tags or {}).items()},
+                )
+            ]
+        )
+
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        step: int = 0,
+        timestamp: int | None = None,
+    ) -> None:
+        ts = timestamp if timestamp is not None else now_ms()
+        self.log_batch(run_id, [MetricValue(key=key, value=value, step=step, timestamp=ts)])
+
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, params={key: value})
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, tags={key: value})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._sync()
+        self.store.delete_tag(run_id, key)
 
     def search_runs(
         self,
@@ -126,14 +206,17 @@ class MloopClient:
     ) -> RunList:
         """Runs of ``experiments`` (names or ids; None: all) matching MLflow's filter grammar,
         e.g. ``metrics.auc > 0.9 and params.model = 'xgb' and tags.team LIKE 'risk%'``."""
+        self._sync()
         return search_run_list(
             self.store, experiments, filter_string, order_by, max_results, page_token, view
         )
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        self._sync()
         return self.store.metric_history(run_id, key)
 
     def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
+        self._sync()
         return self.store.compare_runs(run_ids)
 
     def delete_run(self, run_id: str) -> Run:
@@ -148,14 +231,37 @@ class MloopClient:
     # -- artifacts -------------------------------------------------------------------------
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+        self._sync()
         return self.store.list_artifacts(run_id, path)
 
-    def download_artifact(
-        self, run_id: str, path: str, destination: str | os.PathLike[str] = "."
+    def download_artifacts(
+        self, run_id: str, path: str = "", destination: str | os.PathLike[str] = "."
     ) -> Path:
-        """Write the artifact ``path`` to a file in ``destination``; return the file."""
-        data = self.store.read_artifact(run_id, path)
-        target = Path(destination) / Path(path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        return target
+        """Download the artifact ``path`` — a file, or a folder with everything under it —
+        into ``destination``, keeping its relative path; return the local file or folder."""
+        self._sync()
+        root = Path(destination)
+        found = self.store.list_artifacts(run_id, path or None)
+        single = len(found) == 1 and not found[0].is_dir and found[0].path == path
+        if path and single:
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.store.read_artifact(run_id, path))
+            return target
+        if path and not found:
+            # not a folder: a single file (or NotFound from the store)
+            target = root / path
+            data = self.store.read_artifact(run_id, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            return target
+        for entry in found:
+            if entry.is_dir:
+                self.download_artifacts(run_id, entry.path, root)
+            else:
+                target = root / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.store.read_artifact(run_id, entry.path))
+        return root / path if path else root
+
+    download_artifact = download_artifacts

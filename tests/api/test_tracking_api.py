@@ -173,13 +173,6 @@ def test_experiments_are_searched_filtered_ordered_and_paged(client: TestClient)
     is_error(search(page_token="%%%"), 400, "INVALID_INPUT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/routers/runs.py: PUT /v1/experiments/{experiment_id}/tags/{key}, "
-    "DELETE /v1/runs/{run_id}/tags/{key} and GET /v1/runs/{run_id}/metrics/{key} take {key}, "
-    "not {key:path}; keys may hold '/' (check_key allows it) and such a key matches no route: "
-    "404 'Not Found'",
-)
 def test_keys_with_a_slash_reach_their_routes(client: TestClient) -> None:
     run_id = create_run(client)
     assert (

@@ -50,7 +50,8 @@ def wait_for(what: str, check: object) -> None:
 
 def run_or_none(client: MloopClient, run_id: str) -> Run | None:
     try:
-        return client.get_run(run_id)  # the client reads the store: it does not flush
+        # the store itself: MloopClient.get_run would send what the fluent API queued first
+        return client.store.get_run(run_id)
     except NotFound:
         return None
 

@@ -450,18 +450,7 @@ def test_unknown_runs_and_experiments_are_not_found(target: Target) -> None:
         client.store.apply([LogBatch(run_id=new_id(), params={"a": "1"})])
 
 
-def test_a_run_id_with_a_slash_is_invalid_input(
-    target: Target, request: pytest.FixtureRequest
-) -> None:
-    if target.remote:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="remote.py quotes the id into the path (/v1/runs/..%2Fetc); the server "
-                "decodes %2F before routing, no route matches, and Starlette's 404 comes back "
-                "as NotFound('Not Found') instead of the local store's InvalidInput",
-                strict=True,
-            )
-        )
+def test_a_run_id_with_a_slash_is_invalid_input(target: Target) -> None:
     with pytest.raises(InvalidInput, match="not a run id"):
         target.client.get_run("../etc")
 
@@ -515,18 +504,7 @@ def test_files_and_folders_are_logged_with_their_structure(target: Target, tmp_p
 
 
 @pytest.mark.parametrize("path", ["../outside.txt", "a/../b.txt", "/etc/passwd"])
-def test_an_artifact_path_that_climbs_out_is_refused(
-    target: Target, request: pytest.FixtureRequest, path: str
-) -> None:
-    if target.remote and ".." in path:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="remote.py log_artifact_bytes puts the path in the URL with "
-                "quote(path, safe='/'); httpx removes the dot segments, so 'a/../b.txt' is "
-                "stored as 'b.txt' and '../outside.txt' reaches no route (NotFound 'Not Found')",
-                strict=True,
-            )
-        )
+def test_an_artifact_path_that_climbs_out_is_refused(target: Target, path: str) -> None:
     with mloop.start_run() as run, pytest.raises(InvalidInput, match="artifact name"):
         mloop.log_text("x", path)
     assert mloop.get_run(run.run_id).artifacts == []

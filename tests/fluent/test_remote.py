@@ -165,20 +165,17 @@ def _fixed_batch(experiment_id: str, run_id: str) -> list[CreateRun | LogBatch |
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs.py TrackingService._apply checks _writable() for a LogBatch, so the same batch "
-    "sent again (what RemoteTrackingStore._request does after a lost response) is refused with "
-    "Conflict 'run ... is FINISHED' once the first copy ended the run: the client reports a "
-    "failure for a batch that was written",
-)
 def test_a_batch_that_ended_its_run_can_be_sent_again(store: RemoteTrackingStore) -> None:
+    """A resend carries the first send's batch id (as the store's own retries do): it is
+    acknowledged, not applied twice. A different batch logging to the ended run is refused."""
     exp = store.create_experiment(f"again-{new_id()[-8:]}")
     run_id = new_id()
-    store.apply(_fixed_batch(exp.id, run_id))
-    store.apply(_fixed_batch(exp.id, run_id))  # a retry after the first answer was lost
+    store.apply(_fixed_batch(exp.id, run_id), batch_id="batch-1")
+    store.apply(_fixed_batch(exp.id, run_id), batch_id="batch-1")  # the first answer was lost
     assert len(store.metric_history(run_id, "ok")) == 2
     assert store.get_run(run_id).status == "FINISHED"
+    with pytest.raises(Conflict, match="is FINISHED"):
+        store.apply(_fixed_batch(exp.id, run_id)[1:], batch_id="batch-2")
 
 
 def test_an_unreachable_server_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:

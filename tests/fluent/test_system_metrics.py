@@ -137,17 +137,8 @@ def test_a_run_logs_system_metrics_when_asked(
 
 
 def test_system_metrics_have_one_value_per_step_in_order(
-    target: Target, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if target.remote:
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="api/routers/runs.py declares GET /v1/runs/{run_id}/metrics/{key} with "
-                "{key}, not {key:path}: a key with '/' (every system/... metric, 'train/loss') "
-                "matches no route, so RemoteTrackingStore.metric_history raises NotFound",
-                strict=True,
-            )
-        )
     _no_gpu()
     monkeypatch.setenv("MLOOP_SYSTEM_METRICS_INTERVAL", "0.02")
     target.init()

@@ -224,7 +224,8 @@ latest_metrics = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False),
     sa.Column("timestamp", MS, nullable=False),
     sa.Column("is_nan", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Index(None, "key", "value"),
+    # a search ordered by a metric walks this index (MLflow orders NaN above every number)
+    sa.Index(None, "key", "is_nan", "value"),
 )
 
 experiment_tags = sa.Table(
@@ -275,6 +276,15 @@ logged_model_artifacts = sa.Table(
     sa.Column("path", sa.String(1024), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+tracking_batches = sa.Table(
+    "tracking_batches",
+    metadata,
+    # ids of the batches applied, so that a client resending one (it never saw the answer)
+    # gets an acknowledgement instead of a second application; pruned after a week
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("applied_at", MS, nullable=False, index=True),
 )
 
 run_outputs = sa.Table(

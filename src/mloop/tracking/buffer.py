@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mloop.core.errors import MloopError, StorageError
+from mloop.core.ids import new_id
 from mloop.tracking.records import CreateRun, LogBatch, MetricValue, Operation, UpdateRun
 from mloop.tracking.store import TrackingStore
 
@@ -100,6 +101,7 @@ class BatchLogger:
         self._errors: list[MloopError] = []
         self._retry: list[Operation] = []  # sent, but the store was away: sent again first
         self._retry_values = 0
+        self._retry_id: str | None = None  # the same batch id, so a resend is applied once
         self._on_error = on_error
         self._thread: threading.Thread | None = None
 
@@ -142,9 +144,10 @@ class BatchLogger:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _keep(self, ops: list[Operation]) -> None:
+    def _keep(self, ops: list[Operation], batch_id: str | None = None) -> None:
         """Hold ``ops`` to send again (called with ``_lock`` held)."""
         self._retry = ops
+        self._retry_id = batch_id
         self._retry_values = sum(
             len(op.metrics) + len(op.params) + len(op.tags)
             for op in ops
@@ -153,20 +156,26 @@ class BatchLogger:
 
     def _send(self) -> None:
         with self._send_lock:
-            with self._lock:
-                ops = self._retry + self._pending.take()
-                self._keep([])
-            if not ops:
-                return
-            try:
-                self.store.apply(ops)
-            except StorageError as exc:
-                # the store's trouble, not the data's: keep it for the next attempt
+            while True:
                 with self._lock:
-                    self._keep(ops)
-                raise exc
-            except MloopError:
-                self._one_by_one(ops)
+                    if self._retry:
+                        # a batch the store may have applied without our hearing it: alone and
+                        # under its first id, so the store can tell it has it already
+                        ops, batch_id = self._retry, self._retry_id or new_id()
+                    else:
+                        ops, batch_id = self._pending.take(), new_id()
+                    self._keep([])
+                if not ops:
+                    return
+                try:
+                    self.store.apply(ops, batch_id=batch_id)
+                except StorageError as exc:
+                    # the store's trouble, not the data's: keep it for the next attempt
+                    with self._lock:
+                        self._keep(ops, batch_id)
+                    raise exc
+                except MloopError:
+                    self._one_by_one(ops)
 
     def _one_by_one(self, ops: list[Operation]) -> None:
         failed_runs: set[str] = set()

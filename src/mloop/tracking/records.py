@@ -8,6 +8,7 @@ looks the same whichever side of HTTP it was read on.
 from __future__ import annotations
 
 import math
+import numbers
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -131,7 +132,8 @@ def parse_metric_value(value: Any) -> float:
         key = value.strip().lower()
         if key in special:
             return special[key]
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    # numbers.Real also admits NumPy's scalars (np.float32, np.int64, ...)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
         raise ValueError(f"a metric value is a number, not {type(value).__name__}")
     return float(value)
 
@@ -196,6 +198,11 @@ Operation = Annotated[CreateRun | LogBatch | UpdateRun, Field(discriminator="op"
 
 
 class Operations(BaseModel):
-    """A batch of operations applied in order, in one transaction: all or nothing."""
+    """A batch of operations applied in order, in one transaction: all or nothing.
+
+    ``batch_id`` (any unique string, e.g. a UUID) makes a resend harmless: a batch whose id was
+    applied already is acknowledged and not applied again — what a client does when it never
+    heard the answer to the first send."""
 
     operations: list[Operation]
+    batch_id: str | None = Field(default=None, max_length=64)

@@ -23,6 +23,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from mloop.core import errors as mloop_errors
 from mloop.core.errors import InvalidInput, MloopError, StorageError
+from mloop.core.ids import new_id
+from mloop.storage import safe_name
 from mloop.tracking.records import (
     ArtifactInfo,
     Comparison,
@@ -38,6 +40,7 @@ from mloop.tracking.records import (
     UpdateRun,
     ViewType,
 )
+from mloop.tracking.runs import check_run_id
 
 M = TypeVar("M", bound=BaseModel)
 RETRIES = 4
@@ -61,7 +64,7 @@ def _number(value: float) -> float | str:
     return value
 
 
-def encode_operations(operations: Sequence[Operation]) -> bytes:
+def encode_operations(operations: Sequence[Operation], batch_id: str | None = None) -> bytes:
     """The batch as JSON, fast: NaN and infinities as MLflow's strings."""
     out: list[dict[str, Any]] = []
     for op in operations:
@@ -85,7 +88,7 @@ def encode_operations(operations: Sequence[Operation]) -> bytes:
             )
         else:
             out.append(op.model_dump(mode="json"))
-    return json.dumps({"operations": out}, allow_nan=False).encode()
+    return json.dumps({"operations": out, "batch_id": batch_id}, allow_nan=False).encode()
 
 
 class RemoteTrackingStore:
@@ -232,24 +235,24 @@ class RemoteTrackingStore:
 
     # -- runs --------------------------------------------------------------------------------
 
-    def apply(self, operations: Sequence[Operation]) -> None:
+    def apply(self, operations: Sequence[Operation], *, batch_id: str | None = None) -> None:
+        """Send a batch. It carries an id, so the retries below (and the caller's, if it passes
+        the same ``batch_id``) can never apply it twice."""
         if operations:
             self._request(
                 "POST",
                 "/v1/tracking/batch",
-                content=encode_operations(operations),
+                content=encode_operations(operations, batch_id or new_id()),
                 headers={"content-type": "application/json"},
             )
 
     def create_run(self, experiment_id: str = "0", **kwargs: Any) -> Run:
-        from mloop.core.ids import new_id
-
         run_id = kwargs.pop("run_id", None) or new_id()
         self.apply([CreateRun(run_id=run_id, experiment_id=experiment_id, **kwargs)])
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
-        return self._get(f"/v1/runs/{quote(run_id, safe='')}", Run)
+        return self._get(f"/v1/runs/{_run(run_id)}", Run)
 
     def update_run(
         self,
@@ -263,14 +266,14 @@ class RemoteTrackingStore:
         return self.get_run(run_id)
 
     def delete_run(self, run_id: str) -> Run:
-        response = self._request("DELETE", f"/v1/runs/{quote(run_id, safe='')}")
+        response = self._request("DELETE", f"/v1/runs/{_run(run_id)}")
         return Run.model_validate_json(response.content)
 
     def restore_run(self, run_id: str) -> Run:
-        return self._post(f"/v1/runs/{quote(run_id, safe='')}/restore", Run, {})
+        return self._post(f"/v1/runs/{_run(run_id)}/restore", Run, {})
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        self._request("DELETE", f"/v1/runs/{quote(run_id, safe='')}/tags/{quote(key, safe='')}")
+        self._request("DELETE", f"/v1/runs/{_run(run_id)}/tags/{quote(key, safe='')}")
 
     def search_runs(
         self,
@@ -293,9 +296,7 @@ class RemoteTrackingStore:
         return self._post("/v1/runs/search", Page[Run], body)
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        response = self._request(
-            "GET", f"/v1/runs/{quote(run_id, safe='')}/metrics/{quote(key, safe='')}"
-        )
+        response = self._request("GET", f"/v1/runs/{_run(run_id)}/metrics/{quote(key, safe='')}")
         return _METRIC_POINTS.validate_json(response.content)
 
     def compare_runs(self, run_ids: Sequence[str]) -> Comparison:
@@ -304,7 +305,7 @@ class RemoteTrackingStore:
     def log_inputs(self, run_id: str, inputs: Sequence[RunInput]) -> None:
         self._request(
             "POST",
-            f"/v1/runs/{quote(run_id, safe='')}/inputs",
+            f"/v1/runs/{_run(run_id)}/inputs",
             json_body=[i.model_dump(mode="json") for i in inputs],
         )
 
@@ -313,7 +314,7 @@ class RemoteTrackingStore:
     def log_artifact_bytes(self, run_id: str, path: str, data: bytes) -> ArtifactInfo:
         response = self._request(
             "PUT",
-            f"/v1/runs/{quote(run_id, safe='')}/artifacts/{quote(path, safe='/')}",
+            f"/v1/runs/{_run(run_id)}/artifacts/{_artifact(path)}",
             content=data,
             headers={"content-type": "application/octet-stream"},
         )
@@ -332,16 +333,24 @@ class RemoteTrackingStore:
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
         response = self._request(
             "GET",
-            f"/v1/runs/{quote(run_id, safe='')}/artifacts",
+            f"/v1/runs/{_run(run_id)}/artifacts",
             params={"path": path} if path else None,
         )
         return _ARTIFACTS.validate_json(response.content)
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
-        response = self._request(
-            "GET", f"/v1/runs/{quote(run_id, safe='')}/artifacts/{quote(path, safe='/')}"
-        )
+        response = self._request("GET", f"/v1/runs/{_run(run_id)}/artifacts/{_artifact(path)}")
         return response.content
+
+
+def _run(run_id: str) -> str:
+    """A run id checked here (not left to URL routing, which would read "../x" as a path)."""
+    return quote(check_run_id(run_id), safe="")
+
+
+def _artifact(path: str) -> str:
+    """An artifact name checked here: HTTP clients fold "a/../b" into "b" before sending."""
+    return quote(safe_name(path), safe="/")
 
 
 _METRIC_POINTS = TypeAdapter(list[MetricPoint])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ MAX_TAG_VALUE = 8000
 MAX_NAME = 255  # run and experiment names: the width of the column on every backend
 MAX_ARTIFACT_PATH = 1024
 MAX_FLOAT = 1.7976931348623157e308
+BATCH_MEMORY_MS = 7 * 24 * 3600 * 1000  # how long applied batch ids are remembered
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 VIEWS = {"active": ("active",), "deleted": ("deleted",), "all": ("active", "deleted")}
 
@@ -166,8 +168,19 @@ def _statement(conn: Connection, name: str) -> Any:
     key = (conn.dialect.name, name)
     found = _STATEMENTS.get(key)
     if found is None:
+        # RETURNING says whether a row went in (psycopg reports no rowcount for these)
         if name == "insert_run":
-            found = _insert(conn, tables.runs).on_conflict_do_nothing(index_elements=["id"])
+            found = (
+                _insert(conn, tables.runs)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(tables.runs.c.id)
+            )
+        elif name == "claim_batch":
+            found = (
+                _insert(conn, tables.tracking_batches)
+                .on_conflict_do_nothing()
+                .returning(tables.tracking_batches.c.id)
+            )
         elif name == "insert_metric":
             found = _insert(conn, tables.metrics).on_conflict_do_nothing()
         elif name == "upsert_latest":
@@ -418,15 +431,23 @@ class TrackingService:
 
     # == writing runs ==========================================================================
 
-    def apply(self, operations: Sequence[Operation]) -> None:
-        """Apply create/log/update operations in order, in one transaction: all or nothing."""
+    def apply(self, operations: Sequence[Operation], *, batch_id: str | None = None) -> None:
+        """Apply create/log/update operations in order, in one transaction: all or nothing.
+
+        With a ``batch_id`` the batch is applied once: sending it again (a client that did not
+        hear the answer) is acknowledged without applying it twice."""
         for op in operations:
             validate_operation(op)
+        if batch_id is not None and not (0 < len(batch_id) <= 64):
+            raise InvalidInput("batch_id is 1-64 characters")
         if not operations:
             return
+        last: DBIntegrityError | None = None
         for _attempt in range(3):
             try:
                 with self._db.write() as conn:
+                    if batch_id is not None and not self._claim_batch(conn, batch_id):
+                        return  # applied before: the client is retrying
                     self._apply(conn, operations)
                 return
             except DBIntegrityError as exc:
@@ -434,7 +455,22 @@ class TrackingService:
                 # retry reads what it wrote and either agrees or says what conflicts
                 last = exc
                 continue
-        raise Conflict(f"could not apply the batch: {last.orig}")
+        raise Conflict(f"could not apply the batch: {last.orig if last else 'conflict'}")
+
+    @staticmethod
+    def _claim_batch(conn: Connection, batch_id: str) -> bool:
+        """Record ``batch_id`` as applied (in the batch's own transaction); False if it was."""
+        now = now_ms()
+        claimed = (
+            conn.execute(
+                _statement(conn, "claim_batch"), {"id": batch_id, "applied_at": now}
+            ).first()
+            is not None
+        )
+        if claimed and int.from_bytes(os.urandom(2), "big") < 64:  # now and then, prune
+            tb = tables.tracking_batches
+            conn.execute(tb.delete().where(tb.c.applied_at < now - BATCH_MEMORY_MS))
+        return bool(claimed)
 
     def _apply(self, conn: Connection, operations: Sequence[Operation]) -> None:
         batch = _Batch()
@@ -461,21 +497,24 @@ class TrackingService:
             parent = conn.execute(_RUN_EXPERIMENT, {"id": op.parent_run_id}).first()
             if parent is None:
                 raise NotFound(f"parent run {op.parent_run_id} does not exist")
-        inserted = conn.execute(
-            _statement(conn, "insert_run"),
-            {
-                "id": run_id,
-                "experiment_id": op.experiment_id,
-                "name": op.name or f"run-{run_id[-8:]}",
-                "status": "RUNNING",
-                "start_time": op.start_time if op.start_time is not None else now_ms(),
-                "end_time": None,
-                "user": op.user or local_actor(),
-                "lifecycle_stage": "active",
-                "parent_run_id": op.parent_run_id,
-                "deleted_time": None,
-            },
-        ).rowcount
+        inserted = (
+            conn.execute(
+                _statement(conn, "insert_run"),
+                {
+                    "id": run_id,
+                    "experiment_id": op.experiment_id,
+                    "name": op.name or f"run-{run_id[-8:]}",
+                    "status": "RUNNING",
+                    "start_time": op.start_time if op.start_time is not None else now_ms(),
+                    "end_time": None,
+                    "user": op.user or local_actor(),
+                    "lifecycle_stage": "active",
+                    "parent_run_id": op.parent_run_id,
+                    "deleted_time": None,
+                },
+            ).first()
+            is not None
+        )
         if not inserted:
             existing = conn.execute(_RUN_EXPERIMENT, {"id": run_id}).first()
             retried = existing is not None and existing.experiment_id == op.experiment_id

@@ -97,7 +97,9 @@ def restore_experiment(ws: WS, experiment_id: str) -> Experiment:
     return ws.tracking.restore_experiment(experiment_id)
 
 
-@router.put("/experiments/{experiment_id}/tags/{key}", tags=["experiments"], summary="Set a tag")
+@router.put(
+    "/experiments/{experiment_id}/tags/{key:path}", tags=["experiments"], summary="Set a tag"
+)
 def set_experiment_tag(ws: WS, experiment_id: str, key: str, body: TagValue) -> Response:
     ws.tracking.set_experiment_tag(experiment_id, key, body.value)
     return Response(status_code=204)
@@ -112,7 +114,7 @@ def set_experiment_tag(ws: WS, experiment_id: str, key: str, body: TagValue) -> 
     summary="Apply create-run, log and update-run operations in one transaction",
 )
 def apply(ws: WS, body: Operations) -> Response:
-    ws.tracking.apply(body.operations)
+    ws.tracking.apply(body.operations, batch_id=body.batch_id)
     return Response(status_code=204)
 
 
@@ -187,7 +189,7 @@ def restore_run(ws: WS, run_id: str) -> Run:
     return ws.tracking.restore_run(run_id)
 
 
-@router.delete("/runs/{run_id}/tags/{key}", status_code=204, summary="Remove a tag")
+@router.delete("/runs/{run_id}/tags/{key:path}", status_code=204, summary="Remove a tag")
 def delete_tag(ws: WS, run_id: str, key: str) -> Response:
     ws.tracking.delete_tag(run_id, key)
     return Response(status_code=204)
@@ -199,7 +201,7 @@ def log_inputs(ws: WS, run_id: str, body: Annotated[list[RunInput], Body()]) -> 
     return Response(status_code=204)
 
 
-@router.get("/runs/{run_id}/metrics/{key}", summary="A metric's history")
+@router.get("/runs/{run_id}/metrics/{key:path}", summary="A metric's history")
 def metric_history(ws: WS, run_id: str, key: str) -> list[MetricPoint]:
     return ws.tracking.metric_history(run_id, key)
 

@@ -68,7 +68,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_latest_metrics_run_id_runs"),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
     )
-    op.create_index("ix_latest_metrics_key_value", "latest_metrics", ["key", "value"])
+    op.create_index(
+        "ix_latest_metrics_key_is_nan_value", "latest_metrics", ["key", "is_nan", "value"]
+    )
     op.execute(
         """
         INSERT INTO latest_metrics (run_id, key, value, step, timestamp, is_nan)
@@ -158,6 +160,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("run_id", "model_id", name="pk_run_outputs"),
     )
+    op.create_table(
+        "tracking_batches",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("applied_at", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_tracking_batches"),
+    )
+    op.create_index("ix_tracking_batches_applied_at", "tracking_batches", ["applied_at"])
     _default_experiment_is_zero()
 
 
@@ -196,6 +205,7 @@ def _default_experiment_is_zero() -> None:
 
 def downgrade() -> None:
     for table in (
+        "tracking_batches",
         "run_outputs",
         "logged_model_artifacts",
         "logged_models",
