@@ -273,3 +273,20 @@ def test_tracking_changes_are_audited(ws: Workspace) -> None:
     ws.tracking.start_run("audited")
     records = ws.audit.list(object_type="experiment", object_id="audited")
     assert [r.action for r in records] == ["experiment.create"]
+
+
+def test_deleting_an_experiment_deletes_its_runs_and_restoring_brings_them_back(
+    ws: Workspace,
+) -> None:
+    """As in MLflow: the runs of a deleted experiment leave the active view with it."""
+    exp = ws.tracking.create_experiment("to-delete")
+    kept = ws.tracking.create_run(exp.id, name="kept")
+    earlier = ws.tracking.create_run(exp.id, name="deleted-before")
+    ws.tracking.delete_run(earlier.id)
+    other = ws.tracking.start_run("other")
+    ws.tracking.delete_experiment(exp.id)
+    assert [r.id for r in ws.tracking.search_runs(None).items] == [other.id]
+    assert ws.tracking.get_run(kept.id).lifecycle_stage == "deleted"
+    ws.tracking.restore_experiment(exp.id)
+    active = {r.id for r in ws.tracking.search_runs(None).items}
+    assert active == {other.id, kept.id, earlier.id}  # MLflow restores every run of it

@@ -474,14 +474,6 @@ def test_ties_break_by_start_time_newest_first_then_id(runs: Runs) -> None:
         assert runs.names(order_by=order) == expected, order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs.py TrackingService._ids_by_metric: a chunk of the metric's index (completed to "
-    "the end of its tie) is filtered and ordered in parts of 5000 ids (_chunks(ids, 5000)) whose "
-    "results are concatenated, so when more than 5000 runs tie on the first order key the parts "
-    "come out in index order, not in the full order (start time newest first, then id): the "
-    "first page starts with the newest run of the first 5000, not the newest run",
-)
 def test_a_tie_of_more_than_5000_runs_on_the_ordering_metric_keeps_the_full_order(
     runs: Runs,
 ) -> None:
@@ -677,17 +669,6 @@ def test_search_experiments_order_view_and_pages(
 def test_experiment_pages_are_complete_when_the_order_key_ties(
     ws: Workspace, backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if backend == "postgres":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="runs.py _experiment_order: with an order_by it appends no tie-breaker "
-                "(the default order has id), so experiments that tie on creation_time or "
-                "last_update_time come back in an order PostgreSQL may change between OFFSET "
-                "queries: a page repeats one experiment and another is never returned "
-                "(SQLite happens to return ties in insertion order)",
-            )
-        )
     import mloop.tracking.runs as store
 
     monkeypatch.setattr(store, "now_ms", lambda: T0)  # forty experiments, one millisecond

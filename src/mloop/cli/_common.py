@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -59,17 +60,22 @@ def open_workspace(ctx: typer.Context) -> Workspace:
     return ws
 
 
-def dump(value: Any) -> str:
-    def default(o: Any) -> Any:
-        if isinstance(o, BaseModel):
-            return o.model_dump(mode="json")
-        return str(o)
-
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: models dumped, NaN and infinities as the strings MLflow's JSON uses (a bare
+    NaN is not JSON, and jq refuses it)."""
     if isinstance(value, BaseModel):
-        return value.model_dump_json(indent=2)
-    if isinstance(value, list) and all(isinstance(v, BaseModel) for v in value):
-        return json.dumps([v.model_dump(mode="json") for v in value], indent=2)
-    return json.dumps(value, indent=2, default=default)
+        value = value.model_dump(mode="json")
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dump(value: Any) -> str:
+    return json.dumps(_jsonable(value), indent=2, default=str, allow_nan=False)
 
 
 def print_json(value: Any) -> None:

@@ -392,20 +392,30 @@ class TrackingService:
     def _set_experiment_stage(self, experiment_id: str, stage: str) -> Experiment:
         if experiment_id == DEFAULT_EXPERIMENT_ID and stage == "deleted":
             raise InvalidInput("the Default experiment (id 0) cannot be deleted")
-        e = tables.experiments
+        e, r = tables.experiments, tables.runs
         with self._db.write() as conn:
             self._experiment_row(conn, experiment_id)
+            now = now_ms()
             conn.execute(
                 e.update()
                 .where(e.c.id == experiment_id)
-                .values(lifecycle_stage=stage, updated_at=now_ms())
+                .values(lifecycle_stage=stage, updated_at=now)
+            )
+            # its runs go and come back with it, as in MLflow
+            conn.execute(
+                r.update()
+                .where(
+                    r.c.experiment_id == experiment_id,
+                    r.c.lifecycle_stage == ("active" if stage == "deleted" else "deleted"),
+                )
+                .values(lifecycle_stage=stage, deleted_time=now if stage == "deleted" else None)
             )
             action = "experiment.delete" if stage == "deleted" else "experiment.restore"
             self._audit.record(conn, action, "experiment", experiment_id)
         return self.get_experiment(experiment_id)
 
     def delete_experiment(self, experiment_id: str) -> Experiment:
-        """Mark deleted (its runs stay, hidden from the active view); restore undoes it."""
+        """Mark it and its runs deleted (hidden from active views); restore brings both back."""
         return self._set_experiment_stage(experiment_id, "deleted")
 
     def restore_experiment(self, experiment_id: str) -> Experiment:
@@ -1104,8 +1114,8 @@ class TrackingService:
             if not rows:
                 exhausted = True
                 break
-            ids = [row[0] for row in rows]
-            last = (rows[-1][1], rows[-1][2])
+            entries = [(row[0], (row[1], row[2])) for row in rows]
+            last = entries[-1][1]
             if len(rows) == chunk_size:  # complete the tie the chunk ends in
                 ties = _fetchall(
                     conn,
@@ -1113,14 +1123,27 @@ class TrackingService:
                         lm.c.key == first.ident.key, lm.c.is_nan == last[0], lm.c.value == last[1]
                     ),
                 )
-                seen = set(ids)
-                ids += [row[0] for row in ties if row[0] not in seen]
+                seen = {run_id for run_id, _ in entries}
+                entries += [(row[0], last) for row in ties if row[0] not in seen]
             else:
                 exhausted = True
-            for part in _chunks(ids, 5000):
-                matched += [
-                    row[0] for row in _fetchall(conn, has.where(tables.runs.c.id.in_(part)))
-                ]
+            # parts hold whole ties, so each part's own ORDER BY orders it within the whole;
+            # a tie too large for one IN list is read by its value instead of its ids
+            for part, tie in _tie_parts(entries, 5000):
+                narrowed: sa.Select[Any]
+                if tie is None:
+                    narrowed = has.where(tables.runs.c.id.in_(part))
+                else:
+                    narrowed = has.where(
+                        tables.runs.c.id.in_(
+                            sa.select(lm.c.run_id).where(
+                                lm.c.key == first.ident.key,
+                                lm.c.is_nan == tie[0],
+                                lm.c.value == tie[1],
+                            )
+                        )
+                    )
+                matched += [row[0] for row in _fetchall(conn, narrowed)]
             if exhausted:
                 break
             chunk_size = min(chunk_size * 4, 50_000)
@@ -1198,6 +1221,33 @@ def _fetchall(conn: Connection, query: sa.Select[Any]) -> Sequence[Any]:
     rows: Sequence[Any] = cursor.fetchall()
     result.close()
     return rows
+
+
+def _tie_parts(
+    entries: Sequence[tuple[str, tuple[Any, Any]]], size: int
+) -> Iterable[tuple[builtins.list[str], tuple[Any, Any] | None]]:
+    """Split (run id, sort key) pairs, in sort order, into parts of at most ``size`` ids that
+    never cut a tie; a tie larger than ``size`` comes alone, as (nothing, its key)."""
+    part: builtins.list[str] = []
+    start = 0
+    while start < len(entries):
+        end = start
+        while end < len(entries) and entries[end][1] == entries[start][1]:
+            end += 1
+        group = [run_id for run_id, _ in entries[start:end]]
+        if len(group) > size:
+            if part:
+                yield part, None
+                part = []
+            yield [], entries[start][1]
+        else:
+            if len(part) + len(group) > size:
+                yield part, None
+                part = []
+            part += group
+        start = end
+    if part:
+        yield part, None
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[builtins.list[str]]:
@@ -1295,4 +1345,5 @@ def _experiment_order(order_by: Sequence[str] | None) -> builtins.list[sa.Column
         if len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC"):
             raise InvalidInput(f"invalid order_by {item!r}: ASC or DESC")
         terms.append(columns[field].desc() if descending else columns[field].asc())
-    return terms or [e.c.created_at.desc(), e.c.id.desc()]
+    # newest first, then the id (time-ordered): a total order, so pages never repeat or skip
+    return [*terms, e.c.created_at.desc(), e.c.id.desc()]
