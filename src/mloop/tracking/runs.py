@@ -13,6 +13,7 @@ in ``latest_metrics`` as it is written, so search never scans the history.
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import os
 import re
@@ -161,6 +162,105 @@ _RUN_EXPERIMENT = sa.select(tables.runs.c.experiment_id).where(
 )
 _PARAM_INSERT = tables.params.insert()
 _STATEMENTS: dict[tuple[str, str], Any] = {}
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+_EXPERIMENTS_BY_IDS = sa.select(tables.experiments.c.id).where(tables.experiments.c.id.in_(_IDS))
+_RUNS_BY_IDS = (
+    sa.select(tables.runs, tables.experiments.c.name.label("experiment_name"))
+    .join(tables.experiments, tables.experiments.c.id == tables.runs.c.experiment_id)
+    .where(tables.runs.c.id.in_(_IDS))
+)
+# params and tags of a page of runs in one round trip
+_PARAMS_AND_TAGS_BY_RUNS = sa.union_all(
+    sa.select(
+        tables.params.c.run_id,
+        tables.params.c.key,
+        tables.params.c.value,
+        sa.literal(0).label("kind"),
+    ).where(tables.params.c.run_id.in_(_IDS)),
+    sa.select(
+        tables.tags.c.run_id, tables.tags.c.key, tables.tags.c.value, sa.literal(1).label("kind")
+    ).where(tables.tags.c.run_id.in_(_IDS)),
+)
+_METRICS_BY_RUNS = sa.select(
+    tables.latest_metrics.c.run_id,
+    tables.latest_metrics.c.key,
+    tables.latest_metrics.c.value,
+    tables.latest_metrics.c.is_nan,
+).where(tables.latest_metrics.c.run_id.in_(_IDS))
+_INPUTS_BY_RUNS = (
+    sa.select(tables.run_inputs)
+    .where(tables.run_inputs.c.run_id.in_(_IDS))
+    .order_by(tables.run_inputs.c.id)
+)
+_ARTIFACTS_BY_RUNS = (
+    sa.select(
+        tables.run_artifacts.c.run_id,
+        tables.run_artifacts.c.path,
+        tables.run_artifacts.c.digest,
+        tables.run_artifacts.c.size_bytes,
+    )
+    .where(tables.run_artifacts.c.run_id.in_(_IDS))
+    .order_by(tables.run_artifacts.c.path)
+)
+
+
+@dataclass(frozen=True)
+class _SearchPlan:
+    """The statements of one search (filter, order, experiments, view), built once and reused:
+    SQLAlchemy then finds their compiled SQL in its cache instead of building it again."""
+
+    by_metric: bool
+    plain: sa.Select[Any]  # every match, in full order
+    lacks: sa.Select[Any]  # by metric: the matches without the metric, in order
+    boundary: dict[bool, sa.Select[Any]]  # by metric: the key ``offset`` entries on (from start?)
+    has_in: dict[tuple[bool, bool], sa.Select[Any]]  # matches in a range of the metric's index
+
+
+@functools.lru_cache(maxsize=256)
+def _search_plan(
+    filter_string: str, order_by: tuple[str, ...], experiment_ids: tuple[str, ...] | None, view: str
+) -> _SearchPlan:
+    clauses = search.parse_filter(filter_string)
+    order = search.parse_order_by(list(order_by))
+    r = tables.runs
+    conditions: builtins.list[sa.ColumnElement[bool]] = [r.c.lifecycle_stage.in_(_view(view))]
+    if experiment_ids is not None:
+        conditions.append(r.c.experiment_id.in_(list(experiment_ids)))
+    conditions += [search.clause_condition(c) for c in clauses]
+    plain = search.order_columns(sa.select(r.c.id).select_from(r).where(*conditions), order)
+    if not order or order[0].ident.kind != "metric":
+        return _SearchPlan(False, plain, plain, {}, {})
+    first = order[0]
+    lm = tables.latest_metrics
+    has, lacks = search.by_metric_queries(conditions, order)
+    key = sa.tuple_(lm.c.is_nan, lm.c.value)
+    start = sa.tuple_(sa.bindparam("start_nan"), sa.bindparam("start_value"))
+    end = sa.tuple_(sa.bindparam("end_nan"), sa.bindparam("end_value"))
+    after_start = key > start if first.ascending else key < start
+    up_to_end = key <= end if first.ascending else key >= end
+    direction = (
+        (lm.c.is_nan.asc(), lm.c.value.asc())
+        if first.ascending
+        else (lm.c.is_nan.desc(), lm.c.value.desc())
+    )
+    walk = sa.select(lm.c.is_nan, lm.c.value).where(lm.c.key == first.ident.key)
+    boundary = {
+        False: walk.order_by(*direction).limit(1),
+        True: walk.where(after_start).order_by(*direction).limit(1),
+    }
+    has_in = {}
+    for from_start in (False, True):
+        for to_end in (False, True):
+            scope = [lm.c.key == first.ident.key]
+            if from_start:
+                scope.append(after_start)
+            if to_end:
+                scope.append(up_to_end)
+            in_range = sa.select(lm.c.run_id).where(*scope)
+            has_in[(from_start, to_end)] = has.where(r.c.id.in_(in_range))
+    return _SearchPlan(True, plain, lacks, boundary, has_in)
+
+
 _UPDATES: dict[tuple[str, ...], Any] = {}
 
 
@@ -951,24 +1051,14 @@ class TrackingService:
         metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
         files: dict[str, builtins.list[ArtifactInfo]] = {i: [] for i in ids}
         inputs: dict[str, builtins.list[RunInput]] = {i: [] for i in ids}
-        p, t, m, i = tables.params, tables.tags, tables.latest_metrics, tables.run_inputs
         for chunk in _chunks(ids, 900):
-            for run_id, key, value in _fetchall(
-                conn, sa.select(p.c.run_id, p.c.key, p.c.value).where(p.c.run_id.in_(chunk))
+            for run_id, key, value, kind in _fetchall(
+                conn, _PARAMS_AND_TAGS_BY_RUNS, {"ids": chunk}
             ):
-                params[run_id][key] = value
-            for run_id, key, value in _fetchall(
-                conn, sa.select(t.c.run_id, t.c.key, t.c.value).where(t.c.run_id.in_(chunk))
-            ):
-                tags[run_id][key] = value
-            for run_id, key, value, is_nan in _fetchall(
-                conn,
-                sa.select(m.c.run_id, m.c.key, m.c.value, m.c.is_nan).where(m.c.run_id.in_(chunk)),
-            ):
+                (tags if kind else params)[run_id][key] = value
+            for run_id, key, value, is_nan in _fetchall(conn, _METRICS_BY_RUNS, {"ids": chunk}):
                 metrics[run_id][key] = math.nan if is_nan else value
-            for item in conn.execute(
-                sa.select(i).where(i.c.run_id.in_(chunk)).order_by(i.c.id)
-            ).mappings():
+            for item in conn.execute(_INPUTS_BY_RUNS, {"ids": chunk}).mappings():
                 inputs[item["run_id"]].append(
                     RunInput(
                         name=item["name"],
@@ -981,11 +1071,8 @@ class TrackingService:
                     )
                 )
             if artifacts:
-                a = tables.run_artifacts
-                for run_id, path, digest, size in conn.execute(
-                    sa.select(a.c.run_id, a.c.path, a.c.digest, a.c.size_bytes)
-                    .where(a.c.run_id.in_(chunk))
-                    .order_by(a.c.path)
+                for run_id, path, digest, size in _fetchall(
+                    conn, _ARTIFACTS_BY_RUNS, {"ids": chunk}
                 ):
                     files[run_id].append(ArtifactInfo(path=path, digest=digest, size_bytes=size))
         return [
@@ -1022,137 +1109,81 @@ class TrackingService:
         """Runs matching MLflow's filter grammar, ordered, one page at a time.
 
         ``experiment_ids`` None means every experiment. Default order: newest first."""
-        clauses = search.parse_filter(filter_string)
-        order = search.parse_order_by(list(order_by or []))
         limit = search.check_max_results(max_results)
         offset = search.decode_page_token(page_token)
-        r, e = tables.runs, tables.experiments
-        by_metric = bool(order) and order[0].ident.kind == "metric"
-        conditions: list[sa.ColumnElement[bool]] = [r.c.lifecycle_stage.in_(_view(view))]
-        if experiment_ids is not None:
-            ids = [str(x) for x in experiment_ids]
-            if not ids:
-                return Page[Run](items=[])
-            conditions.append(r.c.experiment_id.in_(ids))
-        conditions += [search.clause_condition(c) for c in clauses]
+        if experiment_ids is not None and not experiment_ids:
+            return Page[Run](items=[])
+        plan = _search_plan(
+            filter_string or "",
+            tuple(order_by or ()),
+            None if experiment_ids is None else tuple(str(x) for x in experiment_ids),
+            str(view).lower(),
+        )
         with self._db.read() as conn:
             if experiment_ids is not None:
-                known = set(
-                    conn.execute(sa.select(e.c.id).where(e.c.id.in_(list(experiment_ids))))
-                    .scalars()
-                    .all()
-                )
-                missing = [x for x in experiment_ids if x not in known]
+                ids = [str(x) for x in experiment_ids]
+                known = {row[0] for row in _fetchall(conn, _EXPERIMENTS_BY_IDS, {"ids": ids})}
+                missing = [x for x in ids if x not in known]
                 if missing:
                     raise NotFound(f"experiment {missing[0]!r} does not exist")
-            if by_metric:
-                found = self._ids_by_metric(conn, conditions, order, offset, limit + 1)
+            if plan.by_metric:
+                found = self._ids_by_metric(conn, plan, offset, limit + 1)
             else:
-                query = search.order_columns(
-                    sa.select(r.c.id).select_from(r).where(*conditions), order
-                )
-                query = query.limit(limit + 1).offset(offset)
+                query = plan.plain.limit(limit + 1).offset(offset)
                 found = [row[0] for row in conn.execute(query)]
             page = found[:limit]
-            rows = (
-                conn.execute(
-                    sa.select(r, e.c.name.label("experiment_name"))
-                    .join(e, e.c.id == r.c.experiment_id)
-                    .where(r.c.id.in_(page))
-                )
-                .mappings()
-                .all()
-                if page
-                else []
-            )
+            rows = conn.execute(_RUNS_BY_IDS, {"ids": page}).mappings().all() if page else []
             by_id = {row["id"]: row for row in rows}
             runs = self._assemble(conn, [by_id[i] for i in page])
         token = search.encode_page_token(offset + limit) if len(found) > limit else None
-        return Page[Run](items=runs, next_page_token=token)
+        # the runs were built from our own rows: no need to validate them a second time
+        return Page[Run].model_construct(items=runs, next_page_token=token)
 
     @staticmethod
     def _ids_by_metric(
-        conn: Connection,
-        conditions: builtins.list[sa.ColumnElement[bool]],
-        order: builtins.list[search.OrderBy],
-        offset: int,
-        count: int,
+        conn: Connection, plan: _SearchPlan, offset: int, count: int
     ) -> builtins.list[str]:
         """Positions [offset, offset + count) of a search ordered first by a metric.
 
-        Walks the metric's latest values in index order, a growing chunk at a time (each chunk
-        completed to the end of its tie), and keeps the runs of each chunk that pass the filter,
-        in full order. It stops as soon as the page is full, so the cost follows the page, not
-        the number of runs — on any backend, whatever its planner thinks of the filter. Runs
-        without the metric come after all the others."""
-        first = order[0]
-        lm = tables.latest_metrics
-        has, lacks = search.by_metric_queries(conditions, order)
-        key = sa.tuple_(lm.c.is_nan, lm.c.value)
-        walk = sa.select(lm.c.run_id, lm.c.is_nan, lm.c.value).where(lm.c.key == first.ident.key)
-        walk = walk.order_by(
-            *(
-                (lm.c.is_nan.asc(), lm.c.value.asc())
-                if first.ascending
-                else (lm.c.is_nan.desc(), lm.c.value.desc())
-            )
-        )
+        Walks the metric's latest values in index order, a growing range at a time: a range
+        runs from where the last one stopped to the value ``size`` entries further (ties at its
+        end included: the next range starts strictly after it), and the runs in it that pass
+        the filter come out in full order. It stops as soon as the page is full, so the cost
+        follows the page, not the number of runs — on any backend, whatever its planner thinks
+        of the filter. Runs without the metric come after all the others."""
         wanted = offset + count
         matched: builtins.list[str] = []
-        last: tuple[Any, Any] | None = None
-        chunk_size = max(4 * wanted, 500)
+        start: tuple[Any, Any] | None = None
+        size = max(4 * wanted, 2000)
         exhausted = False
         while len(matched) < wanted:
-            query = (
-                walk
-                if last is None
-                else walk.where(
-                    key > sa.tuple_(*last) if first.ascending else key < sa.tuple_(*last)
-                )
-            )
-            rows = _fetchall(conn, query.limit(chunk_size))
-            if not rows:
-                exhausted = True
-                break
-            entries = [(row[0], (row[1], row[2])) for row in rows]
-            last = entries[-1][1]
-            if len(rows) == chunk_size:  # complete the tie the chunk ends in
-                ties = _fetchall(
-                    conn,
-                    sa.select(lm.c.run_id).where(
-                        lm.c.key == first.ident.key, lm.c.is_nan == last[0], lm.c.value == last[1]
-                    ),
-                )
-                seen = {run_id for run_id, _ in entries}
-                entries += [(row[0], last) for row in ties if row[0] not in seen]
+            bounds: dict[str, Any] = {}
+            if start is not None:
+                bounds.update(start_nan=start[0], start_value=start[1])
+            # the value ``size`` entries on: one index step, no rows carried back
+            boundary = plan.boundary[start is not None].offset(size - 1)
+            end = conn.execute(boundary, bounds).first()
+            if end is None and start is None:
+                # the metric has fewer than ``size`` values in all: one sort of everything is
+                # cheaper than a walk, and it places the runs that lack the metric as well
+                whole = plan.plain.limit(count).offset(offset)
+                return [row[0] for row in conn.execute(whole)]
+            if end is None:
+                exhausted = True  # fewer than ``size`` left: this range runs to the end
             else:
-                exhausted = True
-            # parts hold whole ties, so each part's own ORDER BY orders it within the whole;
-            # a tie too large for one IN list is read by its value instead of its ids
-            for part, tie in _tie_parts(entries, 5000):
-                narrowed: sa.Select[Any]
-                if tie is None:
-                    narrowed = has.where(tables.runs.c.id.in_(part))
-                else:
-                    narrowed = has.where(
-                        tables.runs.c.id.in_(
-                            sa.select(lm.c.run_id).where(
-                                lm.c.key == first.ident.key,
-                                lm.c.is_nan == tie[0],
-                                lm.c.value == tie[1],
-                            )
-                        )
-                    )
-                matched += [row[0] for row in _fetchall(conn, narrowed)]
+                bounds.update(end_nan=end[0], end_value=end[1])
+            passing = _fetchall(conn, plan.has_in[(start is not None, end is not None)], bounds)
+            matched += [row[0] for row in passing]
             if exhausted:
                 break
-            chunk_size = min(chunk_size * 4, 50_000)
+            start = (end[0], end[1])  # type: ignore[index]
+            size = min(size * 4, 200_000)
         if len(matched) >= wanted or not exhausted:
             return matched[offset:wanted]
         page = matched[offset:]
         skip = max(0, offset - len(matched))
-        rest = conn.execute(lacks.limit(wanted - max(offset, len(matched))).offset(skip)).all()
-        return page + [row[0] for row in rest]
+        lacking = plan.lacks.limit(wanted - max(offset, len(matched))).offset(skip)
+        return page + [row[0] for row in conn.execute(lacking)]
 
     def list_runs(
         self,
@@ -1212,42 +1243,19 @@ class TrackingService:
         )
 
 
-def _fetchall(conn: Connection, query: sa.Select[Any]) -> Sequence[Any]:
+def _fetchall(
+    conn: Connection,
+    query: sa.Select[Any] | sa.CompoundSelect[Any],
+    params: dict[str, Any] | None = None,
+) -> Sequence[Any]:
     """All rows as the driver returns them: plain tuples, fetched in one call."""
-    result = conn.execute(query)
+    result = conn.execute(query, params or {})
     cursor = result.cursor
     if cursor is None:  # pragma: no cover - a SELECT always has one
         return builtins.list(result)
     rows: Sequence[Any] = cursor.fetchall()
     result.close()
     return rows
-
-
-def _tie_parts(
-    entries: Sequence[tuple[str, tuple[Any, Any]]], size: int
-) -> Iterable[tuple[builtins.list[str], tuple[Any, Any] | None]]:
-    """Split (run id, sort key) pairs, in sort order, into parts of at most ``size`` ids that
-    never cut a tie; a tie larger than ``size`` comes alone, as (nothing, its key)."""
-    part: builtins.list[str] = []
-    start = 0
-    while start < len(entries):
-        end = start
-        while end < len(entries) and entries[end][1] == entries[start][1]:
-            end += 1
-        group = [run_id for run_id, _ in entries[start:end]]
-        if len(group) > size:
-            if part:
-                yield part, None
-                part = []
-            yield [], entries[start][1]
-        else:
-            if len(part) + len(group) > size:
-                yield part, None
-                part = []
-            part += group
-        start = end
-    if part:
-        yield part, None
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[builtins.list[str]]:

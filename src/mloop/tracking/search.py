@@ -19,6 +19,7 @@ search over 100k runs stays fast.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -242,6 +243,18 @@ def _list(parser: _Parser, ident: Identifier) -> list[str]:
 
 
 def parse_filter(text: str | None, what: str = "filter") -> list[Clause]:
+    """Parse a filter string; raises InvalidInput naming the problem and where it is.
+
+    Parsed filters are remembered (a dashboard repeats the same search)."""
+    return list(_parse_filter(text, what))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_filter(text: str | None, what: str) -> tuple[Clause, ...]:
+    return tuple(_parse_filter_uncached(text, what))
+
+
+def _parse_filter_uncached(text: str | None, what: str = "filter") -> list[Clause]:
     """Parse a filter string; raises InvalidInput naming the problem and where it is."""
     if text is None or not text.strip():
         return []
@@ -514,7 +527,8 @@ def by_metric_queries(
         tables.latest_metrics.c.run_id == runs.c.id,
         tables.latest_metrics.c.key == first.ident.key,
     )
+    # the cheap test first: most runs have the metric, and then the filter is never evaluated
     lacks = order_columns(
-        sa.select(runs.c.id).select_from(runs).where(*conditions, ~missing), order[1:]
+        sa.select(runs.c.id).select_from(runs).where(~missing, *conditions), order[1:]
     )
     return has, lacks

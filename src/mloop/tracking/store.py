@@ -136,7 +136,8 @@ def search_run_list(
         raise InvalidInput("experiments is a list of names or ids")
     ids = None
     if experiments is not None:
-        ids = [resolve_experiment(store, e).id for e in experiments]
+        # an id goes as it is (the store says if it does not exist): no round trip per search
+        ids = [e if e == "0" or is_id(e) else resolve_experiment(store, e).id for e in experiments]
     page = store.search_runs(ids, filter_string, order_by, max_results, page_token, view=view)
     result = RunList(page.items)
     result.next_page_token = page.next_page_token

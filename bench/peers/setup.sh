@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make one virtual environment per peer under bench/peers/venvs/ (never in mloop's own venv).
+# Usage: bench/peers/setup.sh [peer ...]     (default: every peer)
+# Versions are the ones that install on the benchmark machines (see ../shared/PEERS.md).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venvs="$here/venvs"
+python="${PYTHON:-python3}"
+mkdir -p "$venvs"
+
+make_venv() {  # make_venv NAME PIP-ARGS...
+    local name=$1; shift
+    if [ -x "$venvs/$name/bin/python" ] && [ -f "$venvs/$name/.done" ]; then
+        echo "[peers] $name: ready"; return
+    fi
+    echo "[peers] $name: installing $*"
+    rm -rf "${venvs:?}/$name"
+    "$python" -m venv "$venvs/$name"
+    "$venvs/$name/bin/pip" install -q --disable-pip-version-check "$@"
+    touch "$venvs/$name/.done"
+}
+
+peers=("$@")
+[ ${#peers[@]} -eq 0 ] && peers=(mlflow)
+for peer in "${peers[@]}"; do
+    case "$peer" in
+        # 3.18.0 needs an mlflow-skinny==3.18.0 the registry lacks
+        mlflow) make_venv mlflow "mlflow<3.18" "scikit-learn" "psutil" ;;
+        *) echo "[peers] unknown peer $peer" >&2; exit 2 ;;
+    esac
+done
