@@ -94,8 +94,13 @@ class Server:
 
 
 def start_server(
-    name: str, argv: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None,
-    ready_path: str = "/health", timeout: float = 120,
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/health",
+    timeout: float = 120,
 ) -> Server:
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "wb")  # noqa: SIM115 - the child owns it
@@ -177,8 +182,11 @@ class Report:
         self.rows.append(row)
         ratio = f"{row.ratio:8.1f}x" if row.ratio else "        "
         peer = f"{row.peer:10.3f}" if row.peer is not None else "         -"
-        print(f"  {row.what:<62} mloop {row.ours:10.3f}{row.unit:<4} {self.peer} {peer}  {ratio}"
-              f"  {row.target}", flush=True)
+        print(
+            f"  {row.what:<62} mloop {row.ours:10.3f}{row.unit:<4} {self.peer} {peer}  {ratio}"
+            f"  {row.target}",
+            flush=True,
+        )
 
     def machine(self) -> str:
         import psutil
@@ -203,7 +211,9 @@ class Report:
             peer = f"{row.peer:.3f} {row.unit}" if row.peer is not None else "—"
             ratio = f"**{row.ratio:.1f}×**" if row.ratio else "—"
             target = row.target + (f" ({row.note})" if row.note else "")
-            lines.append(f"| {row.what} | {row.ours:.3f} {row.unit} | {peer} | {ratio} | {target} |")
+            lines.append(
+                f"| {row.what} | {row.ours:.3f} {row.unit} | {peer} | {ratio} | {target} |"
+            )
         lines += ["", *[f"- {n}" for n in self.notes], ""]
         return "\n".join(lines)
 
@@ -214,9 +224,12 @@ class Report:
         path.write_text(self.markdown())
         (RESULTS / f"{name}-{stamp}.json").write_text(
             json.dumps(
-                {"title": self.title, "machine": self.machine(),
-                 "rows": [r.__dict__ | {"ratio": r.ratio} for r in self.rows],
-                 "notes": self.notes},
+                {
+                    "title": self.title,
+                    "machine": self.machine(),
+                    "rows": [r.__dict__ | {"ratio": r.ratio} for r in self.rows],
+                    "notes": self.notes,
+                },
                 indent=2,
             )
         )

@@ -13,16 +13,14 @@ markdown into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     Report,
     Row,
     clean,
@@ -97,7 +95,9 @@ def median_ms(fn, repeat=9):
     return times[len(times) // 2] * 1000
 """
 
-MLOOP_SEARCH = SEARCH_TIMER + """
+MLOOP_SEARCH = (
+    SEARCH_TIMER
+    + """
 import json, time, mloop
 client = mloop.MloopClient({uri!r})
 exp = client.get_experiment_by_name("runs").id  # resolved once, as on the MLflow side
@@ -109,8 +109,11 @@ print(json.dumps({{
     "top_ids": [r.id for r in top], "all": len(everything),
 }}))
 """
+)
 
-MLFLOW_SEARCH = SEARCH_TIMER + """
+MLFLOW_SEARCH = (
+    SEARCH_TIMER
+    + """
 import json, time, mlflow
 from mlflow import MlflowClient
 mlflow.set_tracking_uri({uri!r})
@@ -119,11 +122,14 @@ exp = client.get_experiment_by_name("runs").experiment_id
 top = client.search_runs([exp], {filter!r}, order_by={order!r}, max_results=100)
 everything = client.search_runs([exp], max_results={n})
 print(json.dumps({{
-    "top_ms": median_ms(lambda: client.search_runs([exp], {filter!r}, order_by={order!r}, max_results=100)),
+    "top_ms": median_ms(
+        lambda: client.search_runs([exp], {filter!r}, order_by={order!r}, max_results=100)
+    ),
     "all_ms": median_ms(lambda: client.search_runs([exp], max_results={n})),
     "top_names": [r.info.run_name for r in top], "all": len(everything),
 }}))
 """
+)
 
 MLOOP_BIG = """
 import json, random, time, mloop
@@ -237,10 +243,18 @@ def mlflow_server(store: Path, name: str = "mlflow") -> object:
     return start_server(
         name,
         [
-            str(VENVS / "mlflow" / "bin" / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-            "--artifacts-destination", str(store / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            str(VENVS / "mlflow" / "bin" / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
         ],
         port,
         WORK / f"{name}.log",
@@ -258,8 +272,11 @@ def watch_memory(server: object, samples: list[float], stop: threading.Event) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
-    parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL"),
-                        help="a PostgreSQL database URL for the 100k-run search (optional)")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("BENCH_PG_URL"),
+        help="a PostgreSQL database URL for the 100k-run search (optional)",
+    )
     args = parser.parse_args()
     n_metrics = 2_000 if args.quick else 10_000
     n_runs = 200 if args.quick else 1_000
@@ -273,10 +290,21 @@ def main() -> None:
 
     # 1. 10k metric values, local store
     ours = run_ours(MLOOP_METRICS.format(uri=str(clean(WORK / "local-mloop")), n=n_metrics))
-    peer = run_peer("mlflow", MLFLOW_METRICS.format(
-        uri=f"sqlite:///{clean(WORK / 'local-mlflow') / 'mlflow.db'}", n=n_metrics), MLFLOW_ENV)
-    report.add(Row(f"{n_metrics:,} log_metric calls in one run, local store (fluent API)",
-                   ours["seconds"], peer["seconds"], target="≥ 50×"))
+    peer = run_peer(
+        "mlflow",
+        MLFLOW_METRICS.format(
+            uri=f"sqlite:///{clean(WORK / 'local-mlflow') / 'mlflow.db'}", n=n_metrics
+        ),
+        MLFLOW_ENV,
+    )
+    report.add(
+        Row(
+            f"{n_metrics:,} log_metric calls in one run, local store (fluent API)",
+            ours["seconds"],
+            peer["seconds"],
+            target="≥ 50×",
+        )
+    )
 
     # 2. over HTTP
     mloop_srv = mloop_server(clean(WORK / "server-mloop"))
@@ -284,22 +312,55 @@ def main() -> None:
     try:
         idle_ours, idle_peer = mloop_srv.rss_mib(), mlflow_srv.rss_mib()
         ours = run_ours(MLOOP_METRICS.format(uri=mloop_srv.url, n=n_metrics))
-        peer = run_peer("mlflow", MLFLOW_METRICS.format(uri=mlflow_srv.url, n=n_metrics), MLFLOW_ENV)
-        report.add(Row(f"{n_metrics:,} log_metric calls in one run, over HTTP",
-                       ours["seconds"], peer["seconds"], target="≥ 100× (MLflow --workers 1)"))
+        peer = run_peer(
+            "mlflow", MLFLOW_METRICS.format(uri=mlflow_srv.url, n=n_metrics), MLFLOW_ENV
+        )
+        report.add(
+            Row(
+                f"{n_metrics:,} log_metric calls in one run, over HTTP",
+                ours["seconds"],
+                peer["seconds"],
+                target="≥ 100× (MLflow --workers 1)",
+            )
+        )
 
         ours = run_ours(MLOOP_RUNS.format(uri=mloop_srv.url, n=n_runs))
         peer = run_peer("mlflow", MLFLOW_RUNS.format(uri=mlflow_srv.url, n=n_runs), MLFLOW_ENV)
-        report.add(Row(f"{n_runs:,} runs × 10 params × 10 metrics, over HTTP",
-                       ours["seconds"], peer["seconds"], target="≥ 20×"))
+        report.add(
+            Row(
+                f"{n_runs:,} runs × 10 params × 10 metrics, over HTTP",
+                ours["seconds"],
+                peer["seconds"],
+                target="≥ 20×",
+            )
+        )
 
-        ours = run_ours(MLOOP_SEARCH.format(uri=mloop_srv.url, filter=FILTER, order=ORDER, n=n_runs))
-        peer = run_peer("mlflow", MLFLOW_SEARCH.format(
-            uri=mlflow_srv.url, filter=FILTER, order=ORDER, n=n_runs), MLFLOW_ENV)
-        report.add(Row(f"filtered, ordered top-100 search over {n_runs:,} runs",
-                       ours["top_ms"], peer["top_ms"], unit="ms", target="≥ 10×"))
-        report.add(Row(f"fetch all {n_runs:,} runs", ours["all_ms"], peer["all_ms"], unit="ms",
-                       target="≥ 10×"))
+        ours = run_ours(
+            MLOOP_SEARCH.format(uri=mloop_srv.url, filter=FILTER, order=ORDER, n=n_runs)
+        )
+        peer = run_peer(
+            "mlflow",
+            MLFLOW_SEARCH.format(uri=mlflow_srv.url, filter=FILTER, order=ORDER, n=n_runs),
+            MLFLOW_ENV,
+        )
+        report.add(
+            Row(
+                f"filtered, ordered top-100 search over {n_runs:,} runs",
+                ours["top_ms"],
+                peer["top_ms"],
+                unit="ms",
+                target="≥ 10×",
+            )
+        )
+        report.add(
+            Row(
+                f"fetch all {n_runs:,} runs",
+                ours["all_ms"],
+                peer["all_ms"],
+                unit="ms",
+                target="≥ 10×",
+            )
+        )
         same = len(ours["top_ids"]) == len(peer["top_names"]) and ours["all"] == peer["all"]
         report.notes.append(
             f"Search results agree in size: top-100 {len(ours['top_ids'])} vs "
@@ -319,12 +380,26 @@ def main() -> None:
         after = mloop_srv.rss_mib()
         total = memory_runs * memory_per_run
         peak = max(samples or [after])
-        report.add(Row("mloop server memory, idle at start", idle_ours, idle_peer, unit="MiB",
-                       target="< 200 MiB", note="MLflow: its whole process tree"))
-        report.add(Row(f"mloop server memory while {total:,} values are logged (peak)",
-                       peak, None, unit="MiB",
-                       note=f"before {before:.0f}, after {after:.0f}; "
-                       f"growth {100 * (peak - before) / before:+.0f}% (target ±10%)"))
+        report.add(
+            Row(
+                "mloop server memory, idle at start",
+                idle_ours,
+                idle_peer,
+                unit="MiB",
+                target="< 200 MiB",
+                note="MLflow: its whole process tree",
+            )
+        )
+        report.add(
+            Row(
+                f"mloop server memory while {total:,} values are logged (peak)",
+                peak,
+                None,
+                unit="MiB",
+                note=f"before {before:.0f}, after {after:.0f}; "
+                f"growth {100 * (peak - before) / before:+.0f}% (target ±10%)",
+            )
+        )
     finally:
         mloop_srv.stop()
         mlflow_srv.stop()
@@ -339,20 +414,43 @@ def main() -> None:
         peer = run_peer("mlflow", MODEL_LOAD_MLFLOW.format(uri=mlflow_srv.url), MLFLOW_ENV)
     finally:
         mlflow_srv.stop()
-    report.add(Row("load a model by alias and predict, fresh process", ours["seconds"],
-                   peer["seconds"], note="mloop: local workspace; MLflow: from its server"))
+    report.add(
+        Row(
+            "load a model by alias and predict, fresh process",
+            ours["seconds"],
+            peer["seconds"],
+            note="mloop: local workspace; MLflow: from its server",
+        )
+    )
 
     # 4. search at scale (mloop only)
     big = run_ours(MLOOP_BIG.format(home=str(clean(WORK / "big-sqlite")), db="", n=n_big))
-    report.add(Row(f"filtered, ordered top-100 search over {n_big:,} runs (SQLite)",
-                   big["search_ms"], None, unit="ms", target="< 300 ms",
-                   note=f"{big['found']} found; creating them took {big['created_s']:.0f} s"))
+    report.add(
+        Row(
+            f"filtered, ordered top-100 search over {n_big:,} runs (SQLite)",
+            big["search_ms"],
+            None,
+            unit="ms",
+            target="< 300 ms",
+            note=f"{big['found']} found; creating them took {big['created_s']:.0f} s",
+        )
+    )
     if args.pg:
-        big = run_ours(MLOOP_BIG.format(home=str(clean(WORK / "big-pg")),
-                                        db=f", database_url={args.pg!r}", n=n_big))
-        report.add(Row(f"filtered, ordered top-100 search over {n_big:,} runs (PostgreSQL)",
-                       big["search_ms"], None, unit="ms", target="< 300 ms",
-                       note=f"{big['found']} found"))
+        big = run_ours(
+            MLOOP_BIG.format(
+                home=str(clean(WORK / "big-pg")), db=f", database_url={args.pg!r}", n=n_big
+            )
+        )
+        report.add(
+            Row(
+                f"filtered, ordered top-100 search over {n_big:,} runs (PostgreSQL)",
+                big["search_ms"],
+                None,
+                unit="ms",
+                target="< 300 ms",
+                note=f"{big['found']} found",
+            )
+        )
 
     report.notes.append(
         "Fluent API on both sides; each scenario in fresh processes and fresh stores; MLflow "
