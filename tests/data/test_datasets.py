@@ -378,7 +378,12 @@ def test_lineage_from_the_source_file_and_an_audit_record(
 
     records = ws.audit.list(object_type="dataset_version", object_id="sales@1")
     assert [r.action for r in records] == ["dataset.version.create"]
-    assert records[0].detail == {"rows": 120, "kind": "ingest", "source": v.source}
+    assert records[0].detail == {
+        "rows": 120,
+        "new_rows": 120,
+        "kind": "ingest",
+        "source": v.source,
+    }
     assert [r.action for r in ws.audit.list(object_type="dataset")] == ["dataset.create"]
 
 

@@ -9,6 +9,7 @@ from mloop.data.datasets import (
     parse_ref,
     to_arrow,
 )
+from mloop.data.policy import apply_policy
 from mloop.data.profile import profile_frame
 from mloop.data.readers import read_file
 from mloop.data.types import logical_type, schema_of
@@ -25,6 +26,15 @@ from mloop.data.validation import (
     ValidationReport,
     ValidationService,
     infer_suite,
+    split_frame,
+)
+from mloop.data.versioning import (
+    SchemaChanged,
+    SourceState,
+    conform,
+    merge_profiles,
+    parse_instant,
+    schema_changes,
 )
 
 __all__ = [
@@ -38,17 +48,25 @@ __all__ = [
     "NotNullCheck",
     "QuarantineResult",
     "RowCountCheck",
+    "SchemaChanged",
+    "SourceState",
     "Suite",
     "UniqueCheck",
     "ValidationReport",
     "ValidationService",
+    "apply_policy",
     "check_name",
+    "conform",
     "content_hash",
     "infer_suite",
     "logical_type",
+    "merge_profiles",
+    "parse_instant",
     "parse_ref",
     "profile_frame",
     "read_file",
+    "schema_changes",
     "schema_of",
+    "split_frame",
     "to_arrow",
 ]

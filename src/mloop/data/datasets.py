@@ -20,6 +20,7 @@ from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.core.ids import new_id
 from mloop.core.lazy import lazy_module
 from mloop.core.schema import TableSchema
+from mloop.data.policy import apply_policy, make_policy, public_policy
 from mloop.data.profile import profile_frame
 from mloop.data.readers import (
     canonical_type,
@@ -29,6 +30,15 @@ from mloop.data.readers import (
     read_file,
 )
 from mloop.data.types import schema_of
+from mloop.data.versioning import (
+    SourceState,
+    _Segment,
+    conform,
+    diff_versions,
+    merge_profiles,
+    merged_schema,
+    parse_instant,
+)
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, tables
 
@@ -130,6 +140,8 @@ class DatasetVersion(BaseModel):
     kind: str
     created_at: datetime
     created_by: str | None
+    segments: list[tuple[int, int]] = Field(default_factory=list)
+    base_version_id: str | None = None
 
     @property
     def ref(self) -> str:
@@ -145,7 +157,15 @@ class DatasetVersion(BaseModel):
             "content_hash": self.content_hash,
             "created_at": self.created_at.isoformat(),
             "source": self.source,
+            "segments": self.segment_count,
         }
+
+    @property
+    def segment_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.segments)
+
+    def segment_numbers(self) -> builtins.list[int]:
+        return [n for first, last in self.segments for n in range(first, last + 1)]
 
 
 class Dataset(BaseModel):
@@ -174,6 +194,8 @@ def _version_from_row(row: RowMapping, dataset_name: str) -> DatasetVersion:
         kind=row["kind"],
         created_at=from_ms(row["created_at"]),
         created_by=row["created_by"],
+        segments=[(int(a), int(b)) for a, b in row["segments"] or []],
+        base_version_id=row["base_version_id"],
     )
 
 
@@ -282,80 +304,315 @@ class DatasetService:
         source: str | None = None,
         kind: str = "ingest",
         description: str | None = None,
-        parents: list[DatasetVersion] | None = None,
+        parents: builtins.list[DatasetVersion] | None = None,
         relation: str = "derived",
+        state: SourceState | None = None,
     ) -> DatasetVersion:
-        """The one door through which data becomes a dataset version."""
+        """The door through which data becomes a whole new version (one new segment).
+
+        Content equal to an existing version returns that version and writes nothing (the
+        source ``state``, when given, still moves on)."""
         check_name(name)
-        table = check_table(table, f"data for dataset {name!r}")
+        table = self._prepare(name, table)
         digest_of_content = content_hash(table)
         existing = self._find_by_hash(name, digest_of_content)
         if existing is not None:
+            if state is not None:
+                with self._db.write() as conn:
+                    self._save_state(conn, existing, state)
             return existing
-
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        profile = profile_frame(frame)
-        schema = schema_of(table)
+        segment = self._put_segment(table, digest_of_content)
+        return self._commit(
+            name,
+            table,
+            segment,
+            profile=profile_frame(frame),
+            append=False,
+            source=source,
+            kind=kind,
+            description=description,
+            parents=parents or [],
+            relation=relation,
+            state=state,
+        )
+
+    def append(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        source: str | None = None,
+        kind: str = "append",
+        description: str | None = None,
+        state: SourceState | None = None,
+    ) -> DatasetVersion:
+        """A new version: every segment of the latest version plus one segment of ``table``.
+
+        Storage grows by the new rows only. The rows must have the latest version's schema
+        (same columns, same logical types, any order): a new, missing or retyped column raises
+        :class:`SchemaChanged` naming each difference, and nothing is written. ``state`` (where
+        the source stands after these rows: a SQL cursor, stream offsets) is saved in the same
+        transaction as the version, so data and position never disagree."""
+        check_name(name)
+        table = self._prepare(name, table)
+        if table.num_rows == 0:
+            raise InvalidInput(f"nothing to append to dataset {name!r}: no rows")
+        latest = self._latest(name)
+        if latest is None:
+            return self.write_version(
+                name, table, source=source, kind=kind, description=description, state=state
+            )
+        table = conform(table, latest.schema_, name)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        segment = self._put_segment(table, content_hash(table))
+        return self._commit(
+            name,
+            table,
+            segment,
+            profile=profile_frame(frame),
+            append=True,
+            source=source,
+            kind=kind,
+            description=description,
+            parents=[],
+            relation="derived",
+            state=state,
+        )
+
+    def _prepare(self, name: str, table: pa.Table) -> pa.Table:
+        """Check the table and apply the dataset's policy (PII columns) before anything sees it."""
+        table = check_table(table, f"data for dataset {name!r}")
+        policy = self.policy(name, missing_ok=True)
+        return apply_policy(table, policy) if policy else table
+
+    def _put_segment(self, table: pa.Table, digest_of_content: str) -> _Segment:
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         data = sink.getvalue()
         data_digest = self._artifacts.put_bytes(data)  # blob first: a crash leaves no dangling row
+        return _Segment(data_digest, digest_of_content, table.num_rows, len(data))
 
-        for _attempt in range(5):
+    def _commit(
+        self,
+        name: str,
+        table: pa.Table,
+        segment: _Segment,
+        *,
+        profile: dict[str, dict[str, Any]],
+        append: bool,
+        source: str | None,
+        kind: str,
+        description: str | None,
+        parents: builtins.list[DatasetVersion],
+        relation: str,
+        state: SourceState | None,
+    ) -> DatasetVersion:
+        dv, seg = tables.dataset_versions, tables.dataset_segments
+        for _attempt in range(8):
             try:
                 with self._db.write() as conn:
                     dataset_id = self._dataset_id(conn, name, create=True, description=description)
                     assert dataset_id is not None
-                    dv = tables.dataset_versions
-                    again = (
-                        conn.execute(
-                            sa.select(dv).where(
-                                dv.c.dataset_id == dataset_id,
-                                dv.c.content_hash == digest_of_content,
+                    base = None
+                    if append:
+                        base = (
+                            conn.execute(
+                                sa.select(dv)
+                                .where(dv.c.dataset_id == dataset_id)
+                                .order_by(dv.c.version.desc())
+                                .limit(1)
                             )
+                            .mappings()
+                            .first()
                         )
-                        .mappings()
-                        .first()
+                    if base is None:
+                        version_hash = segment.content_hash
+                        again = (
+                            conn.execute(
+                                sa.select(dv).where(
+                                    dv.c.dataset_id == dataset_id,
+                                    dv.c.content_hash == version_hash,
+                                )
+                            )
+                            .mappings()
+                            .first()
+                        )
+                        if again is not None:
+                            found = _version_from_row(again, name)
+                            if state is not None:
+                                self._save_state(conn, found, state)
+                            return found
+                    else:
+                        version_hash = hashlib.sha256(
+                            f"{base['content_hash']}+{segment.content_hash}".encode()
+                        ).hexdigest()
+                    last_seq = conn.execute(
+                        sa.select(sa.func.max(seg.c.seq)).where(seg.c.dataset_id == dataset_id)
+                    ).scalar()
+                    seq = (last_seq or 0) + 1
+                    conn.execute(
+                        seg.insert().values(
+                            dataset_id=dataset_id,
+                            seq=seq,
+                            data_digest=segment.data_digest,
+                            content_hash=segment.content_hash,
+                            row_count=segment.row_count,
+                            size_bytes=segment.size_bytes,
+                            created_at=now_ms(),
+                        )
                     )
-                    if again is not None:
-                        return _version_from_row(again, name)
                     latest = conn.execute(
                         sa.select(sa.func.max(dv.c.version)).where(dv.c.dataset_id == dataset_id)
                     ).scalar()
                     version_id = new_id()
+                    if base is None:
+                        ranges = [[seq, seq]]
+                        rows, size = segment.row_count, segment.size_bytes
+                    else:
+                        ranges = [list(r) for r in base["segments"] or []]
+                        if ranges and ranges[-1][1] == seq - 1:
+                            ranges[-1][1] = seq
+                        else:
+                            ranges.append([seq, seq])
+                        rows = base["row_count"] + segment.row_count
+                        size = base["size_bytes"] + segment.size_bytes
+                        profile = merge_profiles(base["profile"], profile)
                     row = {
                         "id": version_id,
                         "dataset_id": dataset_id,
                         "version": (latest or 0) + 1,
-                        "content_hash": digest_of_content,
-                        "data_digest": data_digest,
-                        "row_count": table.num_rows,
-                        "size_bytes": len(data),
-                        "schema": schema.model_dump(mode="json"),
+                        "content_hash": version_hash,
+                        "data_digest": segment.data_digest,
+                        "row_count": rows,
+                        "size_bytes": size,
+                        "schema": (
+                            schema_of(table)
+                            if base is None
+                            else merged_schema(
+                                TableSchema.model_validate(base["schema"]), schema_of(table)
+                            )
+                        ).model_dump(mode="json"),
                         "profile": profile,
                         "source": source,
                         "kind": kind,
                         "created_at": now_ms(),
                         "created_by": local_actor(),
+                        "segments": ranges,
+                        "base_version_id": None if base is None else base["id"],
                     }
                     conn.execute(dv.insert().values(**row))
                     node = ("dataset_version", version_id)
                     if source:
                         self._lineage.add(conn, ("source", source), node, "ingested")
-                    for parent in parents or []:
+                    if base is not None:
+                        self._lineage.add(conn, ("dataset_version", base["id"]), node, "appended")
+                    for parent in parents:
                         self._lineage.add(conn, ("dataset_version", parent.id), node, relation)
                     self._audit.record(
                         conn,
                         "dataset.version.create",
                         "dataset_version",
                         f"{name}@{row['version']}",
-                        {"rows": table.num_rows, "kind": kind, "source": source},
+                        {
+                            "rows": rows,
+                            "new_rows": segment.row_count,
+                            "kind": kind,
+                            "source": source,
+                        },
                     )
-                return _version_from_row(row, name)  # type: ignore[arg-type]
+                    version = _version_from_row(row, name)  # type: ignore[arg-type]
+                    if state is not None:
+                        self._save_state(conn, version, state)
+                return version
             except DBIntegrityError:
-                continue  # a concurrent writer took the version number or the content; look again
+                continue  # a concurrent writer took the number or the content; look again
         raise Conflict(f"could not add a version to dataset {name!r}: too many concurrent writers")
+
+    # -- incremental sources ---------------------------------------------------------------
+
+    def _save_state(self, conn: Connection, version: DatasetVersion, state: SourceState) -> None:
+        st, d = tables.source_states, tables.datasets
+        dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == version.dataset)).scalar()
+        key = state.key
+        values = {
+            "source": state.source,
+            "state": state.state,
+            "version_id": version.id,
+            "updated_at": now_ms(),
+        }
+        done = conn.execute(
+            st.update()
+            .where(st.c.dataset_id == dataset_id, st.c.source_key == key)
+            .values(**values)
+            .returning(st.c.source_key)
+        ).first()
+        if done is None:
+            conn.execute(st.insert().values(dataset_id=dataset_id, source_key=key, **values))
+
+    def source_state(self, name: str, source: str) -> dict[str, Any] | None:
+        """Where ``source`` stood for dataset ``name`` when its last version was written."""
+        check_name(name)
+        st, d = tables.source_states, tables.datasets
+        with self._db.read() as conn:
+            found = conn.execute(
+                sa.select(st.c.state)
+                .join(d, d.c.id == st.c.dataset_id)
+                .where(d.c.name == name, st.c.source_key == SourceState.key_of(source))
+            ).scalar()
+        return None if found is None else dict(found)
+
+    def source_states(self, name: str) -> builtins.list[dict[str, Any]]:
+        check_name(name)
+        st, d = tables.source_states, tables.datasets
+        with self._db.read() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(st.c.source, st.c.state, st.c.version_id, st.c.updated_at)
+                    .join(d, d.c.id == st.c.dataset_id)
+                    .where(d.c.name == name)
+                    .order_by(st.c.source)
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                "source": r["source"],
+                "state": r["state"],
+                "version_id": r["version_id"],
+                "updated_at": from_ms(r["updated_at"]).isoformat(),
+            }
+            for r in rows
+        ]
+
+    # -- policy (PII) ----------------------------------------------------------------------
+
+    def set_policy(self, name: str, pii: dict[str, str]) -> dict[str, Any]:
+        """Declare PII columns of dataset ``name`` and what ingestion does to them: ``hash``
+        (keyed SHA-256, so equal values still join), ``mask`` (all but the last 4 characters
+        become ``*``) or ``drop`` (the value becomes null). Applies to every later write."""
+        check_name(name)
+        policy = make_policy(pii, self.policy(name, missing_ok=True))
+        with self._db.write() as conn:
+            dataset_id = self._dataset_id(conn, name, create=True)
+            conn.execute(
+                tables.datasets.update()
+                .where(tables.datasets.c.id == dataset_id)
+                .values(policy=policy)
+            )
+            self._audit.record(conn, "dataset.policy.set", "dataset", name, {"pii": policy["pii"]})
+        return public_policy(policy)
+
+    def policy(self, name: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        d = tables.datasets
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(d.c.id, d.c.policy).where(d.c.name == name)).first()
+        if row is None and not missing_ok:
+            raise NotFound(f"dataset {name!r} does not exist")
+        return None if row is None or row.policy is None else dict(row.policy)
 
     def _dataset_id(
         self, conn: Connection, name: str, *, create: bool, description: str | None = None
@@ -372,6 +629,12 @@ class DatasetService:
         )
         self._audit.record(conn, "dataset.create", "dataset", name)
         return dataset_id
+
+    def _latest(self, name: str) -> DatasetVersion | None:
+        try:
+            return self.get(name)
+        except NotFound:
+            return None
 
     def _find_by_hash(self, name: str, digest: str) -> DatasetVersion | None:
         d, dv = tables.datasets, tables.dataset_versions
@@ -390,7 +653,8 @@ class DatasetService:
     # -- reading -----------------------------------------------------------------------
 
     def get(self, ref: str) -> DatasetVersion:
-        """Resolve ``NAME``, ``NAME@latest`` or ``NAME@N`` to a version."""
+        """Resolve ``NAME``, ``NAME@latest``, ``NAME@N`` or ``NAME@<ISO time>`` (the version
+        that was latest at that time: time travel) to a version."""
         name, version = parse_ref(ref)
         d, dv = tables.datasets, tables.dataset_versions
         with self._db.read() as conn:
@@ -398,8 +662,24 @@ class DatasetService:
             if dataset_id is None:
                 raise NotFound(f"dataset {name!r} does not exist")
             query = sa.select(dv).where(dv.c.dataset_id == dataset_id)
+            instant = None if version is None else parse_instant(version)
             if version in (None, "latest"):
                 query = query.order_by(dv.c.version.desc()).limit(1)
+            elif instant is not None:
+                row = (
+                    conn.execute(
+                        query.where(dv.c.created_at <= int(instant.timestamp() * 1000))
+                        .order_by(dv.c.version.desc())
+                        .limit(1)
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    raise NotFound(
+                        f"dataset {name!r} has no version at or before {instant.isoformat()}"
+                    )
+                return _version_from_row(row, name)
             else:
                 digits = version[1:] if version[:1] == "v" else version
                 if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
@@ -478,10 +758,66 @@ class DatasetService:
         return [_version_from_row(r, name) for r in rows]
 
     def load(self, ref: str | DatasetVersion) -> pa.Table:
-        """The version's rows as an Arrow table (bytes checked against their hash)."""
+        """The version's rows as an Arrow table: its segments in order (each hash-checked)."""
         version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
-        data = self._artifacts.get_bytes(version.data_digest)
-        return pq.read_table(io.BytesIO(data))
+        digests = self.segment_digests(version)
+        parts = [pq.read_table(io.BytesIO(self._artifacts.get_bytes(d))) for d in digests]
+        if len(parts) == 1:
+            return parts[0]
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def segment_digests(self, version: DatasetVersion) -> builtins.list[str]:
+        """The Parquet blobs (artifact digests) of a version's segments, in order."""
+        if not version.segments:
+            return [version.data_digest]
+        d, seg = tables.datasets, tables.dataset_segments
+        numbers = version.segment_numbers()
+        with self._db.read() as conn:
+            dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == version.dataset)).scalar()
+            found: dict[int, str] = {}
+            for first, last in version.segments:
+                found.update(
+                    conn.execute(
+                        sa.select(seg.c.seq, seg.c.data_digest).where(
+                            seg.c.dataset_id == dataset_id, seg.c.seq.between(first, last)
+                        )
+                    ).all()
+                )
+        return [found[n] for n in numbers]
+
+    def segments(self, ref: str | DatasetVersion) -> builtins.list[dict[str, Any]]:
+        """Each segment of a version: its number, rows, bytes and when it was written."""
+        version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        d, seg = tables.datasets, tables.dataset_segments
+        with self._db.read() as conn:
+            dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == version.dataset)).scalar()
+            rows: builtins.list[Any] = []
+            for first, last in version.segments:
+                rows += (
+                    conn.execute(
+                        sa.select(seg)
+                        .where(seg.c.dataset_id == dataset_id, seg.c.seq.between(first, last))
+                        .order_by(seg.c.seq)
+                    )
+                    .mappings()
+                    .all()
+                )
+        return [
+            {
+                "segment": r["seq"],
+                "rows": r["row_count"],
+                "bytes": r["size_bytes"],
+                "data_digest": r["data_digest"],
+                "created_at": from_ms(r["created_at"]).isoformat(),
+            }
+            for r in rows
+        ]
+
+    def diff(self, old: str | DatasetVersion, new: str | DatasetVersion) -> dict[str, Any]:
+        """What changed between two versions: schema, rows, shared segments, profile deltas."""
+        a = old if isinstance(old, DatasetVersion) else self.get(old)
+        b = new if isinstance(new, DatasetVersion) else self.get(new)
+        return diff_versions(a, b)
 
     def load_polars(self, ref: str | DatasetVersion) -> pl.DataFrame:
         frame = pl.from_arrow(self.load(ref))

@@ -152,6 +152,32 @@ class QuarantineResult(BaseModel):
     quarantined: DatasetVersion | None
 
 
+class SplitResult:
+    """A frame checked against a suite: the report, the rows that pass, and the rows that
+    fail with their reasons in ``_mloop_reason``."""
+
+    def __init__(self, report: ValidationReport, valid: pl.DataFrame, failed: pl.DataFrame):
+        self.report = report
+        self.valid = valid
+        self.failed = failed
+
+
+def split_frame(frame: pl.DataFrame, suite: Suite, label: str | None = None) -> SplitResult:
+    """Validate ``frame`` and split it into passing and failing rows (a batch of a stream,
+    say). A failed table-level check (row count, a missing column) fails every row."""
+    evaluation = _Evaluation(suite, frame)
+    report = evaluation.report(label)
+    mask = evaluation.failing_mask()
+    if not bool(mask.any()):
+        return SplitResult(
+            report,
+            frame,
+            frame.clear().with_columns(pl.lit(None, dtype=pl.String).alias(REASON_COLUMN)),
+        )
+    bad = frame.with_columns(evaluation.reasons()).filter(mask)
+    return SplitResult(report, frame.filter(~mask), bad)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return str(value)

@@ -28,6 +28,8 @@ datasets = sa.Table(
     sa.Column("name", NAME, nullable=False, unique=True),
     sa.Column("description", sa.Text, nullable=True),
     sa.Column("created_at", MS, nullable=False),
+    # revision 0004: how data is treated on the way in (PII columns: hash / mask / drop)
+    sa.Column("policy", sa.JSON, nullable=True),
 )
 
 dataset_versions = sa.Table(
@@ -46,8 +48,13 @@ dataset_versions = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("created_at", MS, nullable=False),
     sa.Column("created_by", NAME, nullable=True),
+    # revision 0004: a version is a list of the dataset's Parquet segments, as [first, last]
+    # ranges of segment numbers; an append shares every segment of the version it extends
+    sa.Column("segments", sa.JSON, nullable=True),
+    sa.Column("base_version_id", ID, nullable=True),
     sa.UniqueConstraint("dataset_id", "version"),
     sa.UniqueConstraint("dataset_id", "content_hash"),
+    sa.Index(None, "dataset_id", "created_at"),
 )
 
 expectation_suites = sa.Table(
@@ -293,4 +300,61 @@ run_outputs = sa.Table(
     sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("model_id", sa.String(64), sa.ForeignKey("logged_models.id"), primary_key=True),
     sa.Column("step", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# -- revision 0004 ---------------------------------------------------------------------------
+
+dataset_segments = sa.Table(
+    "dataset_segments",
+    metadata,
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data_digest", sa.String(64), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+)
+
+# where an incremental source (a SQL cursor, a stream's offsets) stands for one dataset; written
+# in the transaction that writes the version holding the data read up to there
+source_states = sa.Table(
+    "source_states",
+    metadata,
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("source_key", sa.String(64), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("version_id", ID, sa.ForeignKey("dataset_versions.id"), nullable=True),
+    sa.Column("updated_at", MS, nullable=False),
+)
+
+transforms = sa.Table(
+    "transforms",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("output", NAME, nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.UniqueConstraint("name", "version"),
+    sa.UniqueConstraint("name", "code_hash"),
+)
+
+transform_runs = sa.Table(
+    "transform_runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("transform_id", ID, sa.ForeignKey("transforms.id"), nullable=False),
+    sa.Column("input_key", sa.String(64), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("output_version_id", ID, sa.ForeignKey("dataset_versions.id"), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.UniqueConstraint("transform_id", "input_key"),
 )

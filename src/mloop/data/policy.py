@@ -1,0 +1,83 @@
+"""PII policy: columns tagged PII are hashed, masked or dropped before data is stored, profiled,
+validated or reported, so raw values never reach a version, a profile, a report or a log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from mloop.core.errors import InvalidInput
+from mloop.core.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+
+ACTIONS = ("hash", "mask", "drop")
+MASK_KEEP = 4
+
+
+def make_policy(pii: dict[str, str], current: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored policy from ``{column: action}``; the hashing key is made once per dataset
+    and kept, so a value hashes the same in every version (joins still work)."""
+    if not isinstance(pii, dict) or not pii:
+        raise InvalidInput("give at least one PII column, as {column: 'hash' | 'mask' | 'drop'}")
+    for column, action in pii.items():
+        if not isinstance(column, str) or not column:
+            raise InvalidInput(f"PII column name {column!r} is not a name")
+        if action not in ACTIONS:
+            raise InvalidInput(
+                f"PII action {action!r} for column {column!r} is not one of {', '.join(ACTIONS)}"
+            )
+    key = (current or {}).get("key") or secrets.token_hex(32)
+    return {"pii": dict(sorted({**(current or {}).get("pii", {}), **pii}.items())), "key": key}
+
+
+def public_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
+    """The policy without its secret key."""
+    return {"pii": dict((policy or {}).get("pii", {}))}
+
+
+def apply_policy(table: pa.Table, policy: dict[str, Any]) -> pa.Table:
+    """``table`` with each PII column present hashed, masked or nulled."""
+    pii: dict[str, str] = policy.get("pii", {})
+    key = bytes.fromhex(policy["key"]) if policy.get("key") else b""
+    for column, action in pii.items():
+        if column not in table.column_names:
+            continue
+        index = table.column_names.index(column)
+        values = table.column(index)
+        if action == "drop":
+            new = pa.nulls(len(values), type=pa.string())
+        else:
+            strings = values.cast(pa.string()).combine_chunks()
+            new = _hash(strings, key) if action == "hash" else _mask(strings)
+        table = table.set_column(index, pa.field(column, pa.string()), new)
+    return table
+
+
+def _hash(strings: pa.Array, key: bytes) -> pa.Array:
+    # one HMAC per distinct value: columns of emails or ids repeat a lot
+    encoded = strings.dictionary_encode()
+    digests = [
+        None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        for v in encoded.dictionary.to_pylist()
+    ]
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(digests, pa.string())).cast(
+        pa.string()
+    )
+
+
+def _mask(strings: pa.Array) -> pa.Array:
+    # up to 4 characters: all masked; longer: all but the last 4
+    length = pc.utf8_length(strings)
+    short = pc.less_equal(length, MASK_KEEP)
+    hidden = pc.if_else(short, length, pc.subtract(length, MASK_KEEP))
+    stars = pc.binary_repeat(pa.scalar("*"), hidden)
+    tail = pc.if_else(short, pa.scalar(""), pc.utf8_slice_codeunits(strings, start=-MASK_KEEP))
+    return pc.binary_join_element_wise(stars, tail, "")
