@@ -163,12 +163,18 @@ def test_a_workspace_made_by_an_older_version_upgrades_in_place(
         assert version.id == ids["v2"]
         assert version.schema_.names == ["x", "y"]
         assert ws.datasets.load("iris@1").column("y").to_pylist() == [0.5, 1.5, 2.5]
+        # 0004: each old version became one segment, numbered in version order; appends share it
+        assert version.segments == [(2, 2)]
         run = ws.tracking.get_run(ids["run"])
         assert run.params == {"C": "0.1"}
         assert run.metrics == {"acc": 0.9}
         assert [e.dst.id for e in ws.lineage.downstream("dataset_version", ids["v2"])] == [
             ids["run"]
         ]
+        grown = ws.datasets.append("iris", pa.table({"x": [9], "y": [9.5]}))
+        assert grown.segments == [(2, 3)]
+        assert grown.base_version_id == ids["v2"]
+        assert ws.datasets.load(grown).num_rows == ws.datasets.load(version).num_rows + 1
 
         # and the tables of revision 0002 work
         with ws.db.write() as conn:

@@ -152,10 +152,13 @@ def merge_profiles(
     of the two sides') and categorical cardinality and top values (summed counts of each
     side's top values) are estimates, and the entry says ``"approximate": true``."""
     merged: dict[str, dict[str, Any]] = {}
-    for name, a in old.items():
+    for name, a in (old or new).items():
         b = new.get(name)
         if b is None:
             merged[name] = a
+            continue
+        if a.get("kind") != b.get("kind"):  # an old profile of another shape: keep the new side's
+            merged[name] = {**b, "approximate": True}
             continue
         n1, n2 = int(a.get("count", 0)), int(b.get("count", 0))
         entry: dict[str, Any] = {
