@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="The fluent API sends buffered metrics at least this often; a SIGKILL loses "
         "at most this much logging.",
     )
+    ingest_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="The largest body POST /v1/datasets/{name}/rows accepts (413 beyond it).",
+    )
     system_metrics: bool = Field(
         default=False, description="Sample CPU, memory, disk, network (and GPU) for every run."
     )

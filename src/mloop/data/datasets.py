@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import io
 import re
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,19 +19,19 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from mloop.core.clock import from_ms, now_ms
-from mloop.core.errors import Conflict, InvalidInput, NotFound
+from mloop.core.errors import Conflict, InvalidInput, MloopError, NotFound
 from mloop.core.ids import new_id
 from mloop.core.lazy import lazy_module
 from mloop.core.schema import TableSchema
-from mloop.data.policy import apply_policy, make_policy, public_policy
+from mloop.data.policy import apply_policy, has_pii, make_policy, public_policy, redact
 from mloop.data.profile import profile_frame
 from mloop.data.readers import (
     canonical_type,
     check_table,
     detect_format,
     read_bytes_table,
-    read_file,
 )
+from mloop.data.sources import SqlSource, read_files, rows_to_table, source_uri
 from mloop.data.types import schema_of
 from mloop.data.versioning import (
     SourceState,
@@ -219,7 +222,8 @@ def to_arrow(data: Any) -> pa.Table:
         try:
             return pa.Table.from_pylist(data)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise InvalidInput(f"rows do not form a table: {exc}") from exc
+            # the message without the values it quotes: they may be personal data
+            raise InvalidInput(f"rows do not form a table: {redact(str(exc))}") from None
     try:
         import pandas as pd
 
@@ -234,6 +238,20 @@ def to_arrow(data: Any) -> pa.Table:
         f"cannot make a dataset from {type(data).__name__}: pass a file path, an Arrow table, "
         "a Polars or pandas DataFrame, or a list of row dicts"
     )
+
+
+@contextlib.contextmanager
+def _redacting(policy: dict[str, Any] | None) -> Iterator[None]:
+    """For a dataset with PII columns, errors raised inside lose the data values they quote
+    (a parser echoing a row, Arrow naming the value it could not convert), and their causes."""
+    try:
+        yield
+    except MloopError as exc:
+        if not has_pii(policy):
+            raise
+        exc.message = redact(exc.message)
+        exc.args = (exc.message, *exc.args[1:])
+        raise exc from None
 
 
 class DatasetService:
@@ -256,22 +274,125 @@ class DatasetService:
         name: str,
         format: str | None = None,
         description: str | None = None,
+        append: bool = False,
+        pii: dict[str, str] | None = None,
     ) -> DatasetVersion:
-        """Make a version of dataset ``name`` from a file (CSV, Parquet, JSON Lines) or a frame.
+        """Make a version of dataset ``name`` from files (CSV, Parquet, JSON Lines) or a frame.
+
+        ``source`` is a path, a glob (``data/*.csv``: every match, in sorted order, as one
+        version; all must have one schema), a URL read through fsspec (``s3://``, ``https://``,
+        ``memory://``, ``file://``; globs too), or a frame (Arrow, Polars, pandas, row dicts).
+        ``append=True`` adds the rows to the latest version as one new segment (they must
+        have its schema) instead of making a whole new version. ``pii`` (``{column: hash |
+        mask | drop}``) declares PII columns before anything is stored, so even the first
+        version is protected.
 
         Identical content to an existing version returns that version and writes nothing.
         A missing, unreadable, empty or ragged input raises and writes nothing.
         """
         check_name(name)
-        if isinstance(source, str | Path):
-            table, _fmt = read_file(source, format)
-            source_uri = Path(source).resolve().as_uri()
+        policy = self._effective_policy(name, pii)
+        if isinstance(source, str | Path) or (
+            isinstance(source, list) and source and all(isinstance(s, str | Path) for s in source)
+        ):
+            with _redacting(policy):
+                table, _files = read_files(source, format)
+            uri: str | None = source_uri(source)
         else:
-            table = check_table(to_arrow(source), "the given data")
-            source_uri = None
+            with _redacting(policy):
+                table = check_table(to_arrow(source), "the given data")
+            uri = None
+        if append:
+            return self.append(
+                name, table, source=uri, kind="ingest", description=description, pii=pii
+            )
         return self.write_version(
-            name, table, source=source_uri, kind="ingest", description=description
+            name, table, source=uri, kind="ingest", description=description, pii=pii
         )
+
+    def ingest_sql(
+        self,
+        url: str,
+        *,
+        name: str,
+        table: str | None = None,
+        query: str | None = None,
+        cursor: str | None = None,
+        key: str | None = None,
+        append: bool = False,
+        pii: dict[str, str] | None = None,
+        description: str | None = None,
+        chunk_rows: int = 50_000,
+    ) -> DatasetVersion:
+        """Ingest a table or a query of any SQLAlchemy database, read in chunks.
+
+        With ``cursor`` (a column that grows: an id, ``updated_at``) the read is incremental:
+        the first run reads every row and makes version 1; each later run reads only rows whose
+        cursor is greater than the greatest one read before, and appends them as a new version
+        sharing every earlier segment (storage grows by the new rows only). The cursor is saved
+        with the version, in one transaction. Rows that arrive later with a cursor *equal* to
+        the last one read are missed, unless ``key`` names a unique column: then rows with
+        cursor ≥ the last are read and those already read (by key) are dropped. With no new
+        rows the latest version is returned and nothing is written.
+
+        Without ``cursor`` the whole result becomes a new version (identical content: the same
+        version), or with ``append=True`` one more segment of the latest version.
+
+        The URL's password is never stored: lineage, source states, the audit log and messages
+        carry the URL with ``***`` in its place."""
+        check_name(name)
+        policy = self._effective_policy(name, pii)
+        source = SqlSource(
+            url, table=table, query=query, cursor=cursor, key=key, chunk_rows=chunk_rows
+        )
+        before = self.source_state(name, source.name) if cursor else None
+        with _redacting(policy):
+            read = source.read(before)
+        if read.table is None:
+            latest = self._latest(name)
+            if latest is None:
+                raise InvalidInput(f"{source.name} returned no rows: nothing to ingest")
+            return latest
+        if cursor is not None:
+            state = SourceState(source.name, read.state)
+            return self._append(
+                name,
+                read.table,
+                source=source.name,
+                kind="sql",
+                description=description,
+                state=state,
+                pii=pii,
+                expected_state=before,
+            )
+        if append:
+            return self.append(
+                name, read.table, source=source.name, kind="sql", description=description, pii=pii
+            )
+        return self.write_version(
+            name, read.table, source=source.name, kind="sql", description=description, pii=pii
+        )
+
+    def append_rows(
+        self, name: str, rows: Any, *, source: str | None = "api:rows"
+    ) -> DatasetVersion:
+        """Append JSON rows (a list of objects) or an Arrow table to dataset ``name`` (the first
+        call makes version 1). Rows must have exactly the dataset's fields, each value of its
+        column's type (null allowed): anything else raises :class:`SchemaChanged` listing the
+        differences (or :class:`InvalidInput`), naming rows and fields but never values, and
+        nothing is written."""
+        check_name(name)
+        if isinstance(rows, pa.Table):
+            table = rows
+        else:
+            latest = self._latest(name)
+            table = rows_to_table(rows, None if latest is None else latest.schema_)
+        return self.append(name, table, source=source, kind="rows")
+
+    def protect(self, name: str, table: pa.Table) -> pa.Table:
+        """``table`` with dataset ``name``'s PII policy applied (as ingestion would)."""
+        policy = self._stored_policy(name)
+        return apply_policy(table, policy) if has_pii(policy) else table
 
     def ingest_bytes(
         self,
@@ -287,7 +408,8 @@ class DatasetService:
         Without a ``source`` the upload is recorded in lineage as ``upload:sha256:<digest>``."""
         check_name(name)
         fmt = detect_format(Path(name), format)
-        table = read_bytes_table(data, fmt, "the request body")
+        with _redacting(self._stored_policy(name)):
+            table = read_bytes_table(data, fmt, "the request body")
         return self.write_version(
             name,
             table,
@@ -307,19 +429,51 @@ class DatasetService:
         parents: builtins.list[DatasetVersion] | None = None,
         relation: str = "derived",
         state: SourceState | None = None,
+        pii: dict[str, str] | None = None,
     ) -> DatasetVersion:
         """The door through which data becomes a whole new version (one new segment).
 
         Content equal to an existing version returns that version and writes nothing (the
-        source ``state``, when given, still moves on)."""
+        source ``state``, when given, still moves on; a new ``pii`` policy is still saved)."""
         check_name(name)
-        table = self._prepare(name, table)
+        policy, new_policy = self._policy_for_write(name, pii)
+        return self._write_version(
+            name,
+            self._prepare(name, table, policy),
+            source=source,
+            kind=kind,
+            description=description,
+            parents=parents or [],
+            relation=relation,
+            state=state,
+            new_policy=new_policy,
+        )
+
+    def _write_version(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        source: str | None,
+        kind: str,
+        description: str | None,
+        parents: builtins.list[DatasetVersion],
+        relation: str,
+        state: SourceState | None,
+        new_policy: dict[str, Any] | None,
+        expected_state: Any = ...,
+    ) -> DatasetVersion:
         digest_of_content = content_hash(table)
         existing = self._find_by_hash(name, digest_of_content)
         if existing is not None:
-            if state is not None:
+            if state is not None or new_policy is not None:
                 with self._db.write() as conn:
-                    self._save_state(conn, existing, state)
+                    if new_policy is not None:
+                        self._save_policy(conn, name, new_policy)
+                    if state is not None:
+                        if expected_state is not ...:
+                            self._check_state(conn, name, state, expected_state)
+                        self._save_state(conn, existing, state)
             return existing
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -333,9 +487,11 @@ class DatasetService:
             source=source,
             kind=kind,
             description=description,
-            parents=parents or [],
+            parents=parents,
             relation=relation,
             state=state,
+            policy=new_policy,
+            expected_state=expected_state,
         )
 
     def append(
@@ -347,6 +503,7 @@ class DatasetService:
         kind: str = "append",
         description: str | None = None,
         state: SourceState | None = None,
+        pii: dict[str, str] | None = None,
     ) -> DatasetVersion:
         """A new version: every segment of the latest version plus one segment of ``table``.
 
@@ -355,14 +512,43 @@ class DatasetService:
         :class:`SchemaChanged` naming each difference, and nothing is written. ``state`` (where
         the source stands after these rows: a SQL cursor, stream offsets) is saved in the same
         transaction as the version, so data and position never disagree."""
+        return self._append(
+            name, table, source=source, kind=kind, description=description, state=state, pii=pii
+        )
+
+    def _append(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        source: str | None,
+        kind: str,
+        description: str | None,
+        state: SourceState | None,
+        pii: dict[str, str] | None,
+        expected_state: Any = ...,
+    ) -> DatasetVersion:
+        """:meth:`append`; with ``expected_state`` the version is written only if the source's
+        saved state is still that (None: no state yet), else :class:`Conflict` — two runs of
+        one incremental source never both append the same rows."""
         check_name(name)
-        table = self._prepare(name, table)
-        if table.num_rows == 0:
+        if isinstance(table, pa.Table) and table.num_rows == 0:
             raise InvalidInput(f"nothing to append to dataset {name!r}: no rows")
+        policy, new_policy = self._policy_for_write(name, pii)
+        table = self._prepare(name, table, policy)
         latest = self._latest(name)
         if latest is None:
-            return self.write_version(
-                name, table, source=source, kind=kind, description=description, state=state
+            return self._write_version(
+                name,
+                table,
+                source=source,
+                kind=kind,
+                description=description,
+                parents=[],
+                relation="derived",
+                state=state,
+                new_policy=new_policy,
+                expected_state=expected_state,
             )
         table = conform(table, latest.schema_, name)
         frame = pl.from_arrow(table)
@@ -380,20 +566,28 @@ class DatasetService:
             parents=[],
             relation="derived",
             state=state,
+            policy=new_policy,
+            expected_state=expected_state,
         )
 
-    def _prepare(self, name: str, table: pa.Table) -> pa.Table:
+    def _prepare(
+        self, name: str, table: pa.Table, policy: dict[str, Any] | None = None
+    ) -> pa.Table:
         """Check the table and apply the dataset's policy (PII columns) before anything sees it."""
-        table = check_table(table, f"data for dataset {name!r}")
-        policy = self.policy(name, missing_ok=True)
-        return apply_policy(table, policy) if policy else table
+        if policy is None:
+            policy = self._stored_policy(name)
+        with _redacting(policy):
+            table = check_table(table, f"data for dataset {name!r}")
+        return apply_policy(table, policy) if has_pii(policy) else table
 
     def _put_segment(self, table: pa.Table, digest_of_content: str) -> _Segment:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        data = sink.getvalue()
-        data_digest = self._artifacts.put_bytes(data)  # blob first: a crash leaves no dangling row
-        return _Segment(data_digest, digest_of_content, table.num_rows, len(data))
+        # through a temporary file, not memory: a big table's Parquet form is not held twice
+        with tempfile.TemporaryFile() as sink:
+            pq.write_table(table, sink, compression="zstd")
+            size = sink.tell()
+            sink.seek(0)
+            data_digest = self._artifacts.put_stream(sink)  # blob first: no dangling row
+        return _Segment(data_digest, digest_of_content, table.num_rows, size)
 
     def _commit(
         self,
@@ -409,13 +603,25 @@ class DatasetService:
         parents: builtins.list[DatasetVersion],
         relation: str,
         state: SourceState | None,
+        policy: dict[str, Any] | None = None,
+        expected_state: Any = ...,
     ) -> DatasetVersion:
         dv, seg = tables.dataset_versions, tables.dataset_segments
         for _attempt in range(8):
             try:
                 with self._db.write() as conn:
-                    dataset_id = self._dataset_id(conn, name, create=True, description=description)
+                    dataset_id = self._dataset_id(
+                        conn,
+                        name,
+                        create=True,
+                        description=description,
+                        parents=parents,
+                    )
                     assert dataset_id is not None
+                    if policy is not None:
+                        self._save_policy(conn, name, policy)
+                    if state is not None and expected_state is not ...:
+                        self._check_state(conn, name, state, expected_state)
                     base = None
                     if append:
                         base = (
@@ -533,6 +739,21 @@ class DatasetService:
 
     # -- incremental sources ---------------------------------------------------------------
 
+    def _check_state(
+        self, conn: Connection, name: str, state: SourceState, expected: dict[str, Any] | None
+    ) -> None:
+        st, d = tables.source_states, tables.datasets
+        current = conn.execute(
+            sa.select(st.c.state)
+            .join(d, d.c.id == st.c.dataset_id)
+            .where(d.c.name == name, st.c.source_key == state.key)
+        ).scalar()
+        if (None if current is None else dict(current)) != expected:
+            raise Conflict(
+                f"{state.source} moved on while these rows were read (another run ingested "
+                f"into dataset {name!r}); nothing was written: run again"
+            )
+
     def _save_state(self, conn: Connection, version: DatasetVersion, state: SourceState) -> None:
         st, d = tables.source_states, tables.datasets
         dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == version.dataset)).scalar()
@@ -593,41 +814,109 @@ class DatasetService:
     def set_policy(self, name: str, pii: dict[str, str]) -> dict[str, Any]:
         """Declare PII columns of dataset ``name`` and what ingestion does to them: ``hash``
         (keyed SHA-256, so equal values still join), ``mask`` (all but the last 4 characters
-        become ``*``) or ``drop`` (the value becomes null). Applies to every later write."""
+        become ``*``) or ``drop`` (the value becomes null). Applies to every later write; to
+        protect the first version too, declare them before it (here, or ``pii=`` at ingest).
+
+        Returns the policy without its key, which never leaves the metadata database."""
         check_name(name)
-        policy = make_policy(pii, self.policy(name, missing_ok=True))
+        policy = make_policy(pii, self._stored_policy(name))
         with self._db.write() as conn:
-            dataset_id = self._dataset_id(conn, name, create=True)
-            conn.execute(
-                tables.datasets.update()
-                .where(tables.datasets.c.id == dataset_id)
-                .values(policy=policy)
-            )
-            self._audit.record(conn, "dataset.policy.set", "dataset", name, {"pii": policy["pii"]})
+            self._dataset_id(conn, name, create=True)
+            self._save_policy(conn, name, policy)
         return public_policy(policy)
 
     def policy(self, name: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        """Dataset ``name``'s PII policy, ``{"pii": {column: action}}`` (never the key), or None
+        when it has none."""
+        check_name(name)
         d = tables.datasets
         with self._db.read() as conn:
             row = conn.execute(sa.select(d.c.id, d.c.policy).where(d.c.name == name)).first()
         if row is None and not missing_ok:
             raise NotFound(f"dataset {name!r} does not exist")
-        return None if row is None or row.policy is None else dict(row.policy)
+        return None if row is None or row.policy is None else public_policy(row.policy)
+
+    def _stored_policy(self, name: str) -> dict[str, Any] | None:
+        """The policy with its hashing key: for this service only."""
+        d = tables.datasets
+        with self._db.read() as conn:
+            found = conn.execute(sa.select(d.c.policy).where(d.c.name == name)).scalar()
+        return None if found is None else dict(found)
+
+    def _effective_policy(self, name: str, pii: dict[str, str] | None) -> dict[str, Any] | None:
+        """Which columns a write will protect (no key): to know whether messages need redacting."""
+        stored = public_policy(self._stored_policy(name))["pii"]
+        merged = {**stored, **(pii or {})}
+        return {"pii": merged} if merged else None
+
+    def _policy_for_write(
+        self, name: str, pii: dict[str, str] | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(the policy to apply, the policy to save with the version or None when unchanged)."""
+        stored = self._stored_policy(name)
+        if not pii:
+            return stored, None
+        policy = make_policy(pii, stored)
+        return policy, (None if policy == stored else policy)
+
+    def _save_policy(self, conn: Connection, name: str, policy: dict[str, Any]) -> None:
+        d = tables.datasets
+        current = conn.execute(sa.select(d.c.policy).where(d.c.name == name)).scalar()
+        if current is not None and dict(current) == policy:
+            return
+        conn.execute(d.update().where(d.c.name == name).values(policy=policy))
+        self._audit.record(conn, "dataset.policy.set", "dataset", name, public_policy(policy))
+
+    def _inherited_policy(
+        self, conn: Connection, parents: builtins.list[DatasetVersion]
+    ) -> dict[str, Any] | None:
+        """A derived dataset (quarantine, validated, transformed) keeps its parents' PII tags,
+        so rows appended to it later are protected like theirs."""
+        d = tables.datasets
+        names = sorted({p.dataset for p in parents})
+        if not names:
+            return None
+        found = [
+            dict(p)
+            for p in conn.execute(
+                sa.select(d.c.policy).where(d.c.name.in_(names)).order_by(d.c.name)
+            ).scalars()
+            if p
+        ]
+        if not found:
+            return None
+        pii: dict[str, str] = {}
+        for policy in found:
+            pii.update(policy.get("pii", {}))
+        return {"pii": dict(sorted(pii.items())), "key": found[0].get("key")}
 
     def _dataset_id(
-        self, conn: Connection, name: str, *, create: bool, description: str | None = None
+        self,
+        conn: Connection,
+        name: str,
+        *,
+        create: bool,
+        description: str | None = None,
+        parents: builtins.list[DatasetVersion] | None = None,
     ) -> str | None:
         d = tables.datasets
         found = conn.execute(sa.select(d.c.id).where(d.c.name == name)).scalar()
         if found is not None or not create:
             return found
         dataset_id = new_id()
+        policy = self._inherited_policy(conn, parents) if parents else None
         conn.execute(
             d.insert().values(
-                id=dataset_id, name=name, description=description, created_at=now_ms()
+                id=dataset_id,
+                name=name,
+                description=description,
+                created_at=now_ms(),
+                policy=policy,
             )
         )
         self._audit.record(conn, "dataset.create", "dataset", name)
+        if policy is not None:
+            self._audit.record(conn, "dataset.policy.set", "dataset", name, public_policy(policy))
         return dataset_id
 
     def _latest(self, name: str) -> DatasetVersion | None:

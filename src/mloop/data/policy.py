@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ else:
 
 ACTIONS = ("hash", "mask", "drop")
 MASK_KEEP = 4
+HASHED = "^[0-9a-f]{64}$"  # what ``hash`` makes: a value already like it is left as it is
 
 
 def make_policy(pii: dict[str, str], current: dict[str, Any] | None) -> dict[str, Any]:
@@ -43,10 +45,47 @@ def public_policy(policy: dict[str, Any] | None) -> dict[str, Any]:
     return {"pii": dict((policy or {}).get("pii", {}))}
 
 
-def apply_policy(table: pa.Table, policy: dict[str, Any]) -> pa.Table:
-    """``table`` with each PII column present hashed, masked or nulled."""
-    pii: dict[str, str] = policy.get("pii", {})
-    key = bytes.fromhex(policy["key"]) if policy.get("key") else b""
+def has_pii(policy: dict[str, Any] | None) -> bool:
+    return bool((policy or {}).get("pii"))
+
+
+def parse_pii(items: list[str] | None) -> dict[str, str]:
+    """``["email=hash", "phone=mask"]`` (as typed on the command line) → ``{column: action}``."""
+    pii: dict[str, str] = {}
+    for item in items or []:
+        column, sep, action = item.partition("=")
+        if not sep or not column.strip():
+            raise InvalidInput(
+                f"--pii {item!r}: write COLUMN=ACTION, ACTION one of {', '.join(ACTIONS)}"
+            )
+        pii[column.strip()] = action.strip().lower()
+    return pii
+
+
+_REDACTIONS = [
+    # a CSV parser echoes the offending row after "Expected N columns, got M:"
+    (re.compile(r"(Expected \d+ columns?, got \d+):.*", re.S), r"\1"),
+    (re.compile(r"(invalid value) '[^']*'"), r"\1 (redacted)"),
+    (re.compile(r"Could not convert .*? with type"), "Could not convert a value with type"),
+    (re.compile(r"(Failed to parse string):? '[^']*'"), r"\1 (redacted)"),
+]
+
+
+def redact(message: str) -> str:
+    """``message`` (a parser's or Arrow's) without the values it quotes from the data."""
+    for pattern, replacement in _REDACTIONS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def apply_policy(table: pa.Table, policy: dict[str, Any] | None) -> pa.Table:
+    """``table`` with each PII column present hashed, masked or nulled.
+
+    Applying a policy twice changes nothing more (rows read back from a protected version and
+    written again — quarantine, validated or derived versions — are not hashed twice): masking
+    and dropping are idempotent, and hashing leaves values that are already 64 hex digits."""
+    pii: dict[str, str] = (policy or {}).get("pii", {})
+    key = bytes.fromhex(policy["key"]) if policy and policy.get("key") else b""
     for column, action in pii.items():
         if column not in table.column_names:
             continue
@@ -64,8 +103,13 @@ def apply_policy(table: pa.Table, policy: dict[str, Any]) -> pa.Table:
 def _hash(strings: pa.Array, key: bytes) -> pa.Array:
     # one HMAC per distinct value: columns of emails or ids repeat a lot
     encoded = strings.dictionary_encode()
+    hashed = re.compile(HASHED)
     digests = [
-        None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        None
+        if v is None
+        else v
+        if hashed.match(v)
+        else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
         for v in encoded.dictionary.to_pylist()
     ]
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(digests, pa.string())).cast(

@@ -51,7 +51,7 @@ class SchemaChanged(SchemaMismatch):
     """New rows do not have the dataset's schema; ``changes`` lists each difference."""
 
     def __init__(self, message: str, changes: list[dict[str, Any]]) -> None:
-        super().__init__(message)
+        super().__init__(message, details={"changes": changes})
         self.changes = changes
 
 
