@@ -203,7 +203,11 @@ def test_list_versions_and_show(ws: Workspace, cli: Run, tmp_path: Path) -> None
     for ref, version in [("sales", 3), ("sales@latest", 3), ("sales@2", 2)]:
         shown = as_json(cli("show", ref, "--json"))
         assert (shown["dataset"], shown["version"]) == ("sales", version)
+        extras = {k: shown.pop(k) for k in ("segment_list", "policy", "source_states")}
         assert shown == json.loads(ws.datasets.get(ref).model_dump_json())
+        assert [s["rows"] for s in extras["segment_list"]] == [shown["row_count"]]
+        assert extras["policy"] == {"pii": {}}
+        assert extras["source_states"] == []
     shown = text(cli("show", "sales@2"))
     assert "sales@2 20 rows kind=ingest" in shown
     assert ws.datasets.get("sales@2").content_hash in shown

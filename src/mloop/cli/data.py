@@ -26,28 +26,121 @@ JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables
 @app.command()
 def ingest(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A CSV, Parquet or JSON Lines file.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Files (CSV, Parquet, JSON Lines), globs ('data/*.csv', quoted: one version of "
+            "every match, in sorted order) or URLs (s3://, https://, file://).",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")] = "",
     format: Annotated[
         str | None, typer.Option("--format", help="csv, parquet or jsonl (default: by suffix)")
     ] = None,
+    sql: Annotated[
+        str | None,
+        typer.Option(
+            "--sql", help="Read a SQL database instead: a SQLAlchemy URL (password never stored)."
+        ),
+    ] = None,
+    table: Annotated[str | None, typer.Option("--table", help="With --sql: a table.")] = None,
+    query: Annotated[str | None, typer.Option("--query", help="With --sql: a query.")] = None,
+    cursor: Annotated[
+        str | None,
+        typer.Option(
+            "--cursor",
+            help="With --sql: read incrementally, only rows whose COLUMN is greater than the "
+            "last run's, appended as a new version sharing the earlier segments.",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="With --cursor: a unique column; rows arriving later with the last cursor "
+            "value are read too, without reading a row twice.",
+        ),
+    ] = None,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append", help="Append the rows to the latest version instead of a new whole one."
+        ),
+    ] = False,
+    pii: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pii",
+            help="COLUMN=hash|mask|drop: protect a PII column from this first version on "
+            "(repeat for more).",
+        ),
+    ] = None,
     as_json: JSON = False,
 ) -> None:
-    """Ingest FILE as a new version of dataset NAME (identical content: the same version)."""
+    """Ingest files, a glob, a URL or a SQL table/query as a version of dataset NAME
+    (identical content: the same version)."""
+    from mloop.core.errors import InvalidInput
+
+    if not name:
+        raise InvalidInput("give the dataset a name: --name NAME")
+    if sql is None and not sources:
+        raise InvalidInput("give a file, a glob or a URL to ingest, or --sql URL --table T")
+    if sql is not None and sources:
+        raise InvalidInput("give either files or --sql, not both")
+    if sql is None and (table or query or cursor or key):
+        raise InvalidInput("--table, --query, --cursor and --key go with --sql URL")
+    protect = _parse_pii(pii)
     ws = open_workspace(ctx)
     before = {v.id for v in _versions_or_empty(ws, name)}
-    with console.status(f"ingesting {escape(str(file))}…"):
-        version = ws.datasets.ingest(file, name=name, format=format)
+    if sql is not None:
+        with console.status(f"reading {escape(table or 'the query')}…"):
+            version = ws.datasets.ingest_sql(
+                sql,
+                name=name,
+                table=table,
+                query=query,
+                cursor=cursor,
+                key=key,
+                append=append,
+                pii=protect,
+            )
+    else:
+        assert sources
+        what: Any = sources[0] if len(sources) == 1 else sources
+        with console.status(f"ingesting {escape(', '.join(sources)[:80])}…"):
+            version = ws.datasets.ingest(what, name=name, format=format, append=append, pii=protect)
     if as_json:
         print_json(version)
         return
     new = version.id not in before
+    if new:
+        verdict = "[green]new version[/green]"
+        if version.base_version_id:
+            added = version.row_count - ws.datasets.get_by_id(version.base_version_id).row_count
+            verdict += f" (+{added:,} rows appended)"
+    elif sql is not None and cursor is not None:
+        verdict = "[yellow]no new rows[/yellow]: still"
+    else:
+        verdict = "[yellow]unchanged[/yellow]: same content as"
     console.print(
-        f"{'[green]new version[/green]' if new else '[yellow]unchanged[/yellow]: same content as'} "
-        f"[bold]{version.ref}[/bold]: {version.row_count:,} rows × {len(version.schema_.columns)} "
-        f"columns, sha256 {version.content_hash[:12]}"
+        f"{verdict} [bold]{version.ref}[/bold]: {version.row_count:,} rows × "
+        f"{len(version.schema_.columns)} columns in {version.segment_count} segment"
+        f"{'s' if version.segment_count != 1 else ''}, sha256 {version.content_hash[:12]}"
     )
     _print_profile(version)
+
+
+def _parse_pii(items: list[str] | None) -> dict[str, str] | None:
+    from mloop.core.errors import InvalidInput
+
+    pii: dict[str, str] = {}
+    for item in items or []:
+        column, sep, action = item.partition("=")
+        if not sep or not column.strip() or not action.strip():
+            raise InvalidInput(f"--pii {item!r}: write COLUMN=ACTION, ACTION hash, mask or drop")
+        pii[column.strip()] = action.strip().lower()
+    return pii or None
 
 
 def _versions_or_empty(ws: Any, name: str) -> list[Any]:
@@ -105,11 +198,12 @@ def versions(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("version", "rows", "kind", "sha256", "created", "source")
+    table = Table("version", "rows", "segments", "kind", "sha256", "created", "source")
     for v in found:
         table.add_row(
             v.ref,
             f"{v.row_count:,}",
+            str(v.segment_count),
             v.kind,
             v.content_hash[:12],
             fmt_time(v.created_at),
@@ -120,11 +214,22 @@ def versions(ctx: typer.Context, name: str, as_json: JSON = False) -> None:
 
 @app.command()
 def show(ctx: typer.Context, ref: str, as_json: JSON = False) -> None:
-    """Show a version (NAME, NAME@N or NAME@latest): schema and profile."""
+    """Show a version (NAME, NAME@N, NAME@latest or NAME@<ISO time>): schema, profile,
+    segments, PII policy and where its incremental sources stand."""
     ws = open_workspace(ctx)
     version = ws.datasets.get(ref)
+    segments = ws.datasets.segments(version)
+    policy = ws.datasets.policy(version.dataset, missing_ok=True) or {"pii": {}}
+    sources = ws.datasets.source_states(version.dataset)
     if as_json:
-        print_json(version)
+        print_json(
+            {
+                **version.model_dump(mode="json"),
+                "segment_list": segments,
+                "policy": policy,
+                "source_states": sources,
+            }
+        )
         return
     console.print(
         f"[bold]{version.ref}[/bold]  {version.row_count:,} rows  kind={version.kind}  "
@@ -132,6 +237,98 @@ def show(ctx: typer.Context, ref: str, as_json: JSON = False) -> None:
         f"{escape(str(version.created_by))}  source={escape(version.source or '-')}"
     )
     _print_profile(version)
+    table = Table(title=f"segments of {version.ref}", title_justify="left")
+    for col in ("segment", "rows", "bytes", "written"):
+        table.add_column(col, justify="right" if col != "written" else "left")
+    for seg in segments:
+        table.add_row(
+            str(seg["segment"]), f"{seg['rows']:,}", f"{seg['bytes']:,}", seg["created_at"]
+        )
+    console.print(table)
+    if policy["pii"]:
+        console.print(
+            "PII policy: " + ", ".join(f"{escape(c)}={a}" for c, a in sorted(policy["pii"].items()))
+        )
+    for state in sources:
+        console.print(
+            f"source {escape(state['source'])}: {escape(str(state['state']))} "
+            f"(at {state['updated_at']})",
+            highlight=False,
+        )
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The earlier version: NAME@N or NAME@<ISO time>.")],
+    new: Annotated[str, typer.Argument(help="The later version (NAME: the latest).")],
+    as_json: JSON = False,
+) -> None:
+    """What changed between two versions: schema, rows, shared segments, profile deltas."""
+    ws = open_workspace(ctx)
+    result = ws.datasets.diff(old, new)
+    if as_json:
+        print_json(result)
+        return
+    rows = result["rows"]
+    console.print(
+        f"[bold]{result['from']}[/bold] → [bold]{result['to']}[/bold]: rows {rows['from']:,} → "
+        f"{rows['to']:,} ({rows['delta']:+,}); {result['shared_segments']} segments shared, "
+        f"{result['new_segments']} new"
+    )
+    if result["schema"]:
+        schema = Table("column", "change", "type", title="schema", title_justify="left")
+        for c in result["schema"]:
+            kind = f"{c['from']} → {c['to']}" if c["change"] == "retyped" else c.get("type", "")
+            schema.add_row(escape(c["column"]), c["change"], kind)
+        console.print(schema)
+    else:
+        console.print("schema: unchanged")
+    if result["profile"]:
+        table = Table("column", "statistic", "from", "to", "delta", title="profile")
+        table.title_justify = "left"
+        for column, stats in result["profile"].items():
+            for stat, change in stats.items():
+                table.add_row(
+                    escape(column),
+                    stat,
+                    fmt_num(change.get("from")),
+                    fmt_num(change.get("to")),
+                    fmt_num(change["delta"]) if "delta" in change else "",
+                )
+        console.print(table)
+
+
+@app.command()
+def policy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name (created if it does not exist).")],
+    pii: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pii", help="COLUMN=hash|mask|drop, applied at every later ingestion (repeat)."
+        ),
+    ] = None,
+    as_json: JSON = False,
+) -> None:
+    """Show or set the PII policy of dataset NAME: hash (keyed, still joins), mask (all but
+    the last 4 characters) or drop each PII column before anything is stored."""
+    ws = open_workspace(ctx)
+    protect = _parse_pii(pii)
+    if protect:
+        result = ws.datasets.set_policy(name, protect)
+    else:
+        result = ws.datasets.policy(name) or {"pii": {}}
+    if as_json:
+        print_json(result)
+        return
+    if not result["pii"]:
+        console.print(f"dataset {escape(name)} has no PII columns")
+        return
+    table = Table("column", "action", title=f"PII policy of {escape(name)}", title_justify="left")
+    for column, action in sorted(result["pii"].items()):
+        table.add_row(escape(column), action)
+    console.print(table)
 
 
 @app.command()

@@ -37,9 +37,154 @@ def list_versions(ws: WS, name: str) -> list[DatasetVersion]:
     return ws.datasets.versions(name)
 
 
-@router.get("/datasets/{name}/versions/{version}", summary="One version, with schema and profile")
+@router.get(
+    "/datasets/{name}/versions/{version}",
+    summary="One version, with schema and profile (VERSION: N, latest, or an ISO time: the "
+    "version that was latest then)",
+)
 def get_version(ws: WS, name: str, version: str) -> DatasetVersion:
     return ws.datasets.get(f"{name}@{version}")
+
+
+@router.get(
+    "/datasets/{name}/versions/{version}/segments",
+    summary="The Parquet segments a version is made of (shared with earlier versions)",
+)
+def get_segments(ws: WS, name: str, version: str) -> list[dict[str, Any]]:
+    return ws.datasets.segments(f"{name}@{version}")
+
+
+def _ref(name: str, spec: str) -> str:
+    spec = spec.strip()
+    if not spec:
+        raise InvalidInput("give both versions to compare: ?from=N&to=M (N, latest or a time)")
+    return spec if "@" in spec else f"{name}@{spec}"
+
+
+@router.get(
+    "/datasets/{name}/diff",
+    summary="What changed between two versions: schema, rows, shared segments, profile deltas",
+)
+def diff_versions(
+    ws: WS,
+    name: str,
+    from_: Annotated[str, Query(alias="from", description="N, latest, an ISO time or NAME@V")],
+    to: Annotated[str, Query(description="N, latest, an ISO time or NAME@V")] = "latest",
+) -> dict[str, Any]:
+    return ws.datasets.diff(_ref(name, from_), _ref(name, to))
+
+
+@router.get("/datasets/{name}/sources", summary="Where each incremental source of a dataset stands")
+def source_states(ws: WS, name: str) -> list[dict[str, Any]]:
+    ws.datasets.policy(name)  # NotFound for a dataset that does not exist
+    return ws.datasets.source_states(name)
+
+
+class PolicyRequest(BaseModel):
+    pii: dict[str, str]
+
+
+@router.get("/datasets/{name}/policy", summary="A dataset's PII policy (never its key)")
+def get_policy(ws: WS, name: str) -> dict[str, Any]:
+    return ws.datasets.policy(name) or {"pii": {}}
+
+
+@router.put(
+    "/datasets/{name}/policy",
+    summary="Declare PII columns: hash, mask or drop at every later ingestion",
+)
+def put_policy(ws: WS, name: str, body: PolicyRequest) -> dict[str, Any]:
+    return ws.datasets.set_policy(name, body.pii)
+
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(
+            f"the body has {int(length):,} bytes; the limit is {limit:,} "
+            "(setting ingest_max_body_bytes): send fewer rows per request"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the body is over the limit of {limit:,} bytes (setting ingest_max_body_bytes): "
+                "send fewer rows per request"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_rows(body: bytes, content_type: str) -> Any:
+    if not body.strip():
+        raise InvalidInput("the request body is empty: send rows")
+    if content_type == ARROW_STREAM:
+        import pyarrow as pa
+
+        try:
+            return pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise InvalidInput(f"the body is not an Arrow IPC stream: {exc}") from None
+    import json
+
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        if set(data) != {"rows"}:
+            raise InvalidInput('send a JSON list of objects, or {"rows": [...]}')
+        data = data["rows"]
+    return data
+
+
+@router.post(
+    "/datasets/{name}/rows",
+    status_code=201,
+    summary="Append rows (JSON objects or an Arrow IPC stream) as a new version (the first call "
+    "creates the dataset)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "array", "items": {"type": "object"}},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "rows": {"type": "array", "items": {"type": "object"}}
+                                },
+                                "required": ["rows"],
+                            },
+                        ]
+                    }
+                },
+                ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+async def append_rows(ws: WS, name: str, request: Request) -> DatasetVersion:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/json", ARROW_STREAM):
+        raise InvalidInput(
+            f"content type {content_type or '(none)'!r} is not rows: send application/json "
+            f"or {ARROW_STREAM}"
+        )
+    body = await _read_body(request, ws.settings.ingest_max_body_bytes)
+    rows = await run_in_threadpool(_parse_rows, body, content_type)
+    return await run_in_threadpool(ws.datasets.append_rows, name, rows)
 
 
 @router.post(
