@@ -58,6 +58,7 @@ else:
     pc = lazy_module("pyarrow.compute")
     pq = lazy_module("pyarrow.parquet")
 
+QUARANTINE_SUFFIX = ".quarantine"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -837,10 +838,13 @@ class DatasetService:
         return None if row is None or row.policy is None else public_policy(row.policy)
 
     def _stored_policy(self, name: str) -> dict[str, Any] | None:
-        """The policy with its hashing key: for this service only."""
+        """The policy with its hashing key: for this service only. ``X.quarantine`` without a
+        policy of its own has ``X``'s: whoever writes rejected rows there, they are protected."""
         d = tables.datasets
         with self._db.read() as conn:
             found = conn.execute(sa.select(d.c.policy).where(d.c.name == name)).scalar()
+        if found is None and name.endswith(QUARANTINE_SUFFIX):
+            return self._stored_policy(name.removesuffix(QUARANTINE_SUFFIX))
         return None if found is None else dict(found)
 
     def _effective_policy(self, name: str, pii: dict[str, str] | None) -> dict[str, Any] | None:
@@ -905,6 +909,10 @@ class DatasetService:
             return found
         dataset_id = new_id()
         policy = self._inherited_policy(conn, parents) if parents else None
+        if policy is None and name.endswith(QUARANTINE_SUFFIX):
+            policy = conn.execute(
+                sa.select(d.c.policy).where(d.c.name == name.removesuffix(QUARANTINE_SUFFIX))
+            ).scalar()
         conn.execute(
             d.insert().values(
                 id=dataset_id,
@@ -987,6 +995,15 @@ class DatasetService:
                     + (f" (latest is {latest})" if latest else " (it has no versions)")
                 )
         return _version_from_row(row, name)
+
+    def dataset_name_of(self, version_id: str) -> str | None:
+        """The name of the dataset version ``version_id`` belongs to (None: no such version)."""
+        d, dv = tables.datasets, tables.dataset_versions
+        with self._db.read() as conn:
+            found = conn.execute(
+                sa.select(d.c.name).join(dv, dv.c.dataset_id == d.c.id).where(dv.c.id == version_id)
+            ).scalar()
+        return None if found is None else str(found)
 
     def get_by_id(self, version_id: str) -> DatasetVersion:
         d, dv = tables.datasets, tables.dataset_versions

@@ -625,6 +625,8 @@ class ValidationService:
         """Validate a dataset version (``NAME@N``), a file (a ``Path``) or a frame."""
         the_suite = self.get_suite(suite) if isinstance(suite, str) else suite
         frame, label = self._frame(data)
+        if not isinstance(data, str | DatasetVersion):
+            frame = self._protected(frame, the_suite)  # samples in the report: no raw PII
         return _Evaluation(the_suite, frame).report(label)
 
     def quarantine(self, ref: str | Path | DatasetVersion, suite: Suite | str) -> QuarantineResult:
@@ -666,6 +668,18 @@ class ValidationService:
                 relation="validated",
             )
         return QuarantineResult(report=report, clean=clean, quarantined=quarantined)
+
+    def _protected(self, frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
+        """A file or frame checked against the suite of a dataset with PII columns gets that
+        dataset's policy first, as ingestion would, so no report carries a raw value."""
+        dataset = suite.name
+        if suite.inferred_from:
+            dataset = self._datasets.dataset_name_of(suite.inferred_from) or dataset
+        if not self._datasets.policy(dataset, missing_ok=True):
+            return frame
+        protected = pl.from_arrow(self._datasets.protect(dataset, frame.to_arrow()))
+        assert isinstance(protected, pl.DataFrame)
+        return protected
 
     def _frame(self, data: Any) -> tuple[pl.DataFrame, str | None]:
         if isinstance(data, DatasetVersion):
