@@ -141,6 +141,7 @@ def test_urls_are_read_through_fsspec(
     local = tmp_path / "local.csv"
     frame.write_csv(local)
     assert ws.datasets.ingest(f"file://{local}", name="all") == whole
+    assert ws.datasets.ingest(local, name="all") == whole  # a local path, streamed
 
     with pytest.raises(NotFound, match="does not exist"):
         ws.datasets.ingest(f"memory://{root}/nope.csv", name="x")
@@ -252,7 +253,9 @@ def test_incremental_sql_stores_only_the_new_rows(
     """The second run reads only rows past the cursor and appends them as one new segment:
     the earlier segment is shared, and the artifact store grows by about one segment."""
     engine, table = events
-    first = ws.datasets.ingest_sql(source_url, name="events", table=table, cursor="updated_at")
+    first = ws.datasets.ingest_sql(  # in chunks of 64 rows: the driver's cursor after the first
+        source_url, name="events", table=table, cursor="updated_at", chunk_rows=64
+    )
     assert (first.version, first.row_count, first.kind, first.segments) == (
         1,
         1000,

@@ -23,6 +23,7 @@ from mloop.data.types import logical_type, schema_of
 from mloop.data.versioning import SchemaChanged, conform, describe_changes
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
@@ -35,6 +36,7 @@ else:
     pacsv = lazy_module("pyarrow.csv")
     pajson = lazy_module("pyarrow.json")
     pq = lazy_module("pyarrow.parquet")
+    pl = lazy_module("polars")
     sa = lazy_module("sqlalchemy")
 
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -133,6 +135,10 @@ def read_one(source: str, fmt: str | None = None) -> pa.Table:
     """One file, local or by URL, as a checked table. Big files are parsed from a stream, so
     their bytes are never held in memory beside the table."""
     if not is_url(source):
+        local = Path(source)
+        if local.is_file() and local.stat().st_size >= SMALL_FILE:
+            # pyarrow reads the file itself, in blocks: its bytes are never one Python object
+            return read_stream(str(local), detect_format(local, fmt), str(local))
         table, _ = read_file(source, fmt)
         return table
     label = mask_url(source)
@@ -308,13 +314,22 @@ class SqlSource:
         try:
             with engine.connect() as conn:
                 stmt, types = self._statement(conn, last)
-                result = conn.execution_options(
-                    stream_results=True, yield_per=self.chunk_rows
-                ).execute(stmt)
+                result = conn.execution_options(stream_results=True).execute(stmt)
                 names = list(result.keys())
-                parts = [
-                    _chunk_table(part, names, types) for part in result.partitions(self.chunk_rows)
-                ]
+                parts = []
+                try:
+                    # the first chunk through SQLAlchemy (which drains the rows it read ahead),
+                    # the rest from the driver's cursor: values as the driver gives them, cast
+                    # column by column in Arrow, with no per-row processing in Python
+                    first = result.fetchmany(self.chunk_rows)
+                    if first:
+                        parts.append(_chunk_table(first, names, types))
+                    if len(first) == self.chunk_rows:
+                        cursor = result.cursor
+                        while rows := cursor.fetchmany(self.chunk_rows):
+                            parts.append(_chunk_table(rows, names, types))
+                finally:
+                    result.close()
         except sa.exc.SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__
@@ -472,25 +487,36 @@ def _python_value(value: Any) -> Any:
     return value
 
 
-def _column(values: list[Any], dtype: pa.DataType | None) -> pa.Array:
-    if dtype is not None:
-        if pa.types.is_floating(dtype) or pa.types.is_string(dtype):
-            values = [_python_value(v) for v in values]
-        try:
-            return pa.array(values, type=dtype)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass  # a driver that returns another Python type than its SQL type suggests
+def _column(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([_python_value(v) for v in values])
 
 
+def _cast(column: pa.Array | pa.ChunkedArray, dtype: pa.DataType | None) -> Any:
+    """``column`` as the SQL column's Arrow type when it converts safely (SQLite's text times,
+    integer booleans, decimals as floats); otherwise as read, for the schema check to judge."""
+    if dtype is None or column.type == dtype:
+        return column
+    try:
+        return column.cast(dtype, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return column
+
+
 def _chunk_table(rows: Any, names: list[str], types: dict[str, pa.DataType]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    """Driver rows (tuples) as a table: through Polars, which builds columns from rows in
+    native code; rows it cannot type (mixed or exotic values) column by column in Arrow."""
+    try:
+        table = pl.DataFrame(
+            [tuple(r) for r in rows], schema=names, orient="row", infer_schema_length=None
+        ).to_arrow()
+    except Exception:  # polars refuses mixed, object or duplicate columns: the slow, exact way
+        columns = list(zip(*rows, strict=True))
+        table = pa.table([_column(list(c)) for c in columns], names=names)
     return pa.table(
-        [_column(list(col), types.get(n)) for n, col in zip(names, columns, strict=True)],
-        names=names,
+        [_cast(table.column(i), types.get(n)) for i, n in enumerate(names)], names=names
     )
 
 
