@@ -22,6 +22,7 @@ RANKS = {
     "models": 3,
     "registry": 4,
     "training": 5,
+    "lineage": 5,  # resolves references through data, tracking and registry
     "serving": 6,
     "monitoring": 6,
     "workspace": 7,

@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from mloop.autologging import autolog
+    from mloop.data import transform
     from mloop.workspace import Workspace
 
 
@@ -82,6 +83,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "autolog",
+    "transform",
     *_FLUENT,
 ]
 
@@ -100,6 +102,10 @@ def __getattr__(name: str) -> Any:
         from mloop.autologging import autolog
 
         return autolog
+    if name == "transform":
+        from mloop.data import transform
+
+        return transform
     if name in _FLUENT:
         from mloop import fluent
 

@@ -12,12 +12,13 @@ from pydantic import ValidationError
 
 from mloop.core.errors import InvalidInput
 from mloop.core.settings import Settings
-from mloop.data import DatasetService, ValidationService
+from mloop.data import DatasetService, TransformService, ValidationService
+from mloop.lineage import LineageService
 from mloop.monitoring import MonitoringService
 from mloop.registry import RegistryService
 from mloop.security import AuditLog
 from mloop.serving import PredictionResult, Predictor
-from mloop.storage import Database, LineageStore, LocalArtifactStore
+from mloop.storage import Database, LocalArtifactStore
 from mloop.tracking import LoggedModelService, TrackingService
 from mloop.training import TrainingService
 
@@ -34,9 +35,11 @@ class Workspace:
         self.db.ensure_schema()
         self.artifacts = LocalArtifactStore(settings.resolved_artifact_root())
         self.audit = AuditLog(self.db)
-        self.lineage = LineageStore(self.db)
+        # the lineage graph: services record edges through it, faces walk it by reference
+        self.lineage = LineageService(self.db, self)
         self.datasets = DatasetService(self.db, self.artifacts, self.audit, self.lineage)
         self.validation = ValidationService(self.db, self.datasets, self.audit, self.lineage)
+        self.transforms = TransformService(self.db, self.datasets, self.audit, self.lineage)
         self.tracking = TrackingService(self.db, self.artifacts, self.audit, self.lineage)
         self.logged_models = LoggedModelService(self.db, self.artifacts, self.audit)
         self.registry = RegistryService(

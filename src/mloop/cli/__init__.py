@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mloop import __version__
-from mloop.cli import data, experiments, models, monitor, runs
+from mloop.cli import data, experiments, lineage, models, monitor, runs, transforms
 from mloop.cli._common import console, new_app, open_workspace, print_json
 from mloop.cli.demo import demo
 from mloop.cli.serve import serve
@@ -62,6 +62,8 @@ app.command()(demo)
 app.command()(train)
 app.command()(serve)
 app.add_typer(data.app, name="data")
+app.add_typer(transforms.app, name="transforms")
+app.add_typer(lineage.app, name="lineage")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")

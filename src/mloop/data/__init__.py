@@ -12,6 +12,14 @@ from mloop.data.datasets import (
 from mloop.data.policy import apply_policy
 from mloop.data.profile import profile_frame
 from mloop.data.readers import read_file
+from mloop.data.transforms import (
+    Transform,
+    TransformRun,
+    TransformService,
+    parse_transform_ref,
+    transform,
+    transform_spec,
+)
 from mloop.data.types import logical_type, schema_of
 from mloop.data.validation import (
     BetweenCheck,
@@ -51,6 +59,9 @@ __all__ = [
     "SchemaChanged",
     "SourceState",
     "Suite",
+    "Transform",
+    "TransformRun",
+    "TransformService",
     "UniqueCheck",
     "ValidationReport",
     "ValidationService",
@@ -63,10 +74,13 @@ __all__ = [
     "merge_profiles",
     "parse_instant",
     "parse_ref",
+    "parse_transform_ref",
     "profile_frame",
     "read_file",
     "schema_changes",
     "schema_of",
     "split_frame",
     "to_arrow",
+    "transform",
+    "transform_spec",
 ]
