@@ -46,7 +46,6 @@ def sales(n: int) -> pl.DataFrame:
     )
 
 
-@embedded
 def test_ingest_a_glob_then_append_then_diff_and_show(
     cli: Run, ws: Workspace, tmp_path: Path
 ) -> None:
