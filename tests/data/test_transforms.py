@@ -337,7 +337,7 @@ def test_list_get_versions_and_runs(raw: Workspace) -> None:
 
 
 RUN_FAILURES = [
-    (boom, InvalidInput, r"transform fail@1 failed.*ValueError: bad row 7"),
+    (boom, InvalidInput, r"transform fail@1 failed \(line 2 of its code\): ValueError: bad row 7"),
     (not_a_frame, InvalidInput, r"returned list, not a frame"),
     (nothing_left, InvalidInput, r"produced no rows"),
     ("SELECT no_such_column FROM raw", InvalidInput, r"SQL of transform fail@1 failed"),

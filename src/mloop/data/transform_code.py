@@ -82,9 +82,9 @@ class PythonCode:
                 kinds.append("polars")
         return kinds
 
-    def normalised(self) -> str:
-        """The function without decorators, docstring, annotations, comments or layout: what
-        runs, and what is hashed (annotations count through :meth:`frames`)."""
+    def _stripped(self) -> ast.FunctionDef:
+        """The definition without decorators, docstring and annotations; nodes keep their
+        line numbers in :attr:`source`."""
         node = copy.deepcopy(self.definition)
         node.decorator_list = []
         node.returns = None
@@ -100,9 +100,14 @@ class PythonCode:
             and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         ):
-            body = body[1:] or [ast.Pass()]
+            body = body[1:] or [ast.copy_location(ast.Pass(), body[0])]
         node.body = body
-        return ast.unparse(ast.fix_missing_locations(node))
+        return node
+
+    def normalised(self) -> str:
+        """The function without decorators, docstring, annotations, comments or layout: what
+        is hashed (annotations count through :meth:`frames`)."""
+        return ast.unparse(self._stripped())
 
     def check(self, n_inputs: int) -> None:
         """Refuse, before anything is stored, a function that cannot take the inputs or that
@@ -132,7 +137,9 @@ class PythonCode:
             )
 
     def compile(self) -> types.CodeType:
-        return compile(self.normalised(), f"<{self.label}>", "exec")
+        """What runs: the stripped function, its line numbers those of :attr:`source`."""
+        module = ast.Module(body=[self._stripped()], type_ignores=[])
+        return compile(ast.fix_missing_locations(module), f"<{self.label}>", "exec")
 
     def load(self) -> Callable[..., Any]:
         namespace: dict[str, Any] = {"__builtins__": builtins, "__name__": "mloop_transform"}

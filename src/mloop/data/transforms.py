@@ -532,7 +532,7 @@ class TransformService:
                 for f in traceback.extract_tb(exc.__traceback__)
                 if f.filename.startswith("<transform ")
             ]
-            at = f" (line {where[-1]} of the normalised function)" if where else ""
+            at = f" (line {where[-1]} of its code)" if where else ""
             raise InvalidInput(f"{label} failed{at}: {type(exc).__name__}: {exc}") from exc
 
     def _compute_sql(
