@@ -389,6 +389,8 @@ def test_bad_sql_sources_write_nothing(ws: Workspace, tmp_path: Path, state: Sta
             ws.datasets.ingest_sql(url, name="ev", **kwargs)
     with pytest.raises(InvalidInput, match="has no cursor column 'nope'"):
         ws.datasets.ingest_sql(url, name="ev2", table="ev", cursor="nope")
+    with pytest.raises(InvalidInput, match="a key is an integer or a string column"):
+        ws.datasets.ingest_sql(url, name="ev3", table="ev", cursor="id", key="amount")
     for bad_url, message in [
         ("not a url", "is not a SQLAlchemy URL"),
         ("nosuchdb+nodriver://u:topsecret@h/db", "topsecret|driver|cannot use"),

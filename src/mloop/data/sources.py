@@ -396,6 +396,12 @@ class SqlSource:
         if self.key is not None:
             if self.key not in table.column_names:
                 raise InvalidInput(f"{self.name} returned no key column {self.key!r}")
+            key_type = table.schema.field(self.key).type
+            if not (pa.types.is_integer(key_type) or pa.types.is_string(key_type)):
+                raise InvalidInput(
+                    f"key column {self.key!r} is {key_type}: a key is an integer or a string "
+                    "column (its values at the last cursor are kept with the source's state)"
+                )
             if last is not None and seen:
                 at_last = pc.equal(
                     table.column(self.cursor), _scalar_like(last, table, self.cursor)
