@@ -207,3 +207,34 @@ def test_hashing_twice_changes_nothing(sqlite_ws: Workspace) -> None:
     table = pa.table({"email": EMAILS, "phone": PHONES, "ssn": SSNS})
     once = apply_policy(table, policy)
     assert apply_policy(once, policy).equals(once)
+
+
+def test_quarantined_messages_keep_no_raw_pii(sqlite_ws: Workspace) -> None:
+    """A stream's quarantine keeps each refused message and the reason: into ``X.quarantine``
+    of a PII dataset, the message's PII fields are protected like the columns, a message that is
+    not a JSON object is not kept, and reasons lose the values they quote."""
+    ws = sqlite_ws
+    v = ws.datasets.ingest(people(3).to_arrow(), name="people", pii=POLICY)
+    good = json.dumps({"id": 7, "email": EMAILS[0], "phone": PHONES[0], "ssn": SSNS[0]})
+    broken = '{"id": 8, "email": "bob.builder@example.org", "phone": '
+    rejected = pa.table(
+        {
+            "_mloop_kind": ["validation", "parse"],
+            "_mloop_reason": [
+                "amount: between 0 and 10",
+                "CSV conversion error to int64: invalid value 'carol.danvers@example.net'",
+            ],
+            "_mloop_payload": [good, broken],
+            "_mloop_offset": [1, 2],
+        }
+    )
+    q = ws.datasets.append("people.quarantine", rejected, kind="quarantine")
+    stored = ws.datasets.load(q).to_pylist()
+    kept = json.loads(stored[0]["_mloop_payload"])
+    assert kept["id"] == 7
+    assert kept["email"] == ws.datasets.load(v).column("email").to_pylist()[0]  # same hash
+    assert kept["phone"] == "***********7788"
+    assert kept["ssn"] is None
+    assert stored[1]["_mloop_payload"] is None
+    assert stored[1]["_mloop_reason"] == "CSV conversion error to int64: invalid value (redacted)"
+    assert_no_raw(everything_stored(ws))

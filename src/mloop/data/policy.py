@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,9 @@ else:
 ACTIONS = ("hash", "mask", "drop")
 MASK_KEEP = 4
 HASHED = "^[0-9a-f]{64}$"  # what ``hash`` makes: a value already like it is left as it is
+# quarantines keep the message a row came from and why it was refused: both can hold PII
+PAYLOAD_COLUMN = "_mloop_payload"
+REASON_COLUMN = "_mloop_reason"
 
 
 def make_policy(pii: dict[str, str], current: dict[str, Any] | None) -> dict[str, Any]:
@@ -97,7 +101,43 @@ def apply_policy(table: pa.Table, policy: dict[str, Any] | None) -> pa.Table:
             strings = values.cast(pa.string()).combine_chunks()
             new = _hash(strings, key) if action == "hash" else _mask(strings)
         table = table.set_column(index, pa.field(column, pa.string()), new)
+    if pii and PAYLOAD_COLUMN in table.column_names:
+        index = table.column_names.index(PAYLOAD_COLUMN)
+        payloads = table.column(index).cast(pa.string()).to_pylist()
+        protected = [_protect_payload(p, pii, key) for p in payloads]
+        table = table.set_column(index, PAYLOAD_COLUMN, pa.array(protected, pa.string()))
+    if pii and REASON_COLUMN in table.column_names:
+        index = table.column_names.index(REASON_COLUMN)
+        reasons = table.column(index).cast(pa.string()).to_pylist()
+        redacted = [None if r is None else redact(r) for r in reasons]
+        table = table.set_column(index, REASON_COLUMN, pa.array(redacted, pa.string()))
     return table
+
+
+def _protect_payload(text: str | None, pii: dict[str, str], key: bytes) -> str | None:
+    """A raw message (JSON) with its PII fields protected like the columns; a message that is
+    not a JSON object cannot be protected field by field, so it is not kept (None)."""
+    if text is None:
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    for field, action in pii.items():
+        value = message.get(field)
+        if value is None:
+            continue
+        if action == "drop" or isinstance(value, dict | list):
+            message[field] = None
+            continue
+        raw = str(value).lower() if isinstance(value, bool) else str(value)
+        if action == "hash":
+            message[field] = _hash(pa.array([raw], pa.string()), key)[0].as_py()
+        else:
+            message[field] = _mask(pa.array([raw], pa.string()))[0].as_py()
+    return json.dumps(message, separators=(",", ":"))
 
 
 def _hash(strings: pa.Array, key: bytes) -> pa.Array:
