@@ -12,6 +12,7 @@ from mloop.cli import data, experiments, lineage, models, monitor, runs, transfo
 from mloop.cli._common import console, new_app, open_workspace, print_json
 from mloop.cli.demo import demo
 from mloop.cli.serve import serve
+from mloop.cli.stream import register as register_stream_commands
 from mloop.cli.train import train
 
 app = new_app(
@@ -61,6 +62,7 @@ def info(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
 app.command()(demo)
 app.command()(train)
 app.command()(serve)
+register_stream_commands(data.app)
 app.add_typer(data.app, name="data")
 app.add_typer(transforms.app, name="transforms")
 app.add_typer(lineage.app, name="lineage")

@@ -12,6 +12,13 @@ from mloop.data.datasets import (
 from mloop.data.policy import apply_policy
 from mloop.data.profile import profile_frame
 from mloop.data.readers import read_file
+from mloop.data.streams import (
+    LocalLog,
+    StreamConsumer,
+    StreamService,
+    StreamStats,
+    parse_stream_uri,
+)
 from mloop.data.transforms import (
     Transform,
     TransformRun,
@@ -53,11 +60,15 @@ __all__ = [
     "DatasetService",
     "DatasetVersion",
     "InSetCheck",
+    "LocalLog",
     "NotNullCheck",
     "QuarantineResult",
     "RowCountCheck",
     "SchemaChanged",
     "SourceState",
+    "StreamConsumer",
+    "StreamService",
+    "StreamStats",
     "Suite",
     "Transform",
     "TransformRun",
@@ -74,6 +85,7 @@ __all__ = [
     "merge_profiles",
     "parse_instant",
     "parse_ref",
+    "parse_stream_uri",
     "parse_transform_ref",
     "profile_frame",
     "read_file",

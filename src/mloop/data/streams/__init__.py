@@ -1,0 +1,39 @@
+"""Streaming sources: a local append-only log, NATS JetStream and Kafka, consumed into
+dataset versions exactly once (offsets stored with the data, events deduplicated by id)."""
+
+from mloop.data.streams.base import (
+    Fetched,
+    StreamProducer,
+    StreamSource,
+    StreamUnavailable,
+    StreamURI,
+    parse_stream_uri,
+)
+from mloop.data.streams.consumer import (
+    QUARANTINE_COLUMNS,
+    StreamConsumer,
+    StreamService,
+    StreamStats,
+    open_producer,
+    open_source,
+)
+from mloop.data.streams.events import DedupWindow, parse_batch
+from mloop.data.streams.log import LocalLog
+
+__all__ = [
+    "QUARANTINE_COLUMNS",
+    "DedupWindow",
+    "Fetched",
+    "LocalLog",
+    "StreamConsumer",
+    "StreamProducer",
+    "StreamService",
+    "StreamSource",
+    "StreamStats",
+    "StreamURI",
+    "StreamUnavailable",
+    "open_producer",
+    "open_source",
+    "parse_batch",
+    "parse_stream_uri",
+]

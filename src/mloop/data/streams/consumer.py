@@ -1,0 +1,606 @@
+"""The stream consumer: micro-batches from a source into dataset versions, exactly once.
+
+Each batch goes through the same steps, in this order:
+
+1. messages at or below the offsets already stored with the dataset are skipped (a broker
+   delivering again what was written before a crash);
+2. the rest are parsed against the dataset's schema (:mod:`.events`); messages that are not
+   JSON objects, lack the id, or do not fit the columns are rejected with a reason;
+3. rows whose id is in the recent-id window, or earlier in the batch, are dropped as duplicates;
+4. a suite, when given, splits off the rows that fail it;
+5. rejected rows are appended to ``<dataset>.quarantine`` (the raw message, the reason, its
+   partition and offset) with the quarantine's own copy of the offsets;
+6. the rows are appended to the dataset as one new segment, with the offsets in the SAME
+   transaction (:meth:`DatasetService.append`): data and position never disagree;
+7. only then the broker hears that the messages are done.
+
+A crash between any two steps repeats the batch on restart: step 1 skips what step 6
+committed, and quarantine rows are skipped by the quarantine's offsets (written before the
+data), so every message lands exactly once in one of the two datasets, or is counted as a
+duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from mloop.core.errors import Conflict, InvalidInput, NotFound
+from mloop.data.datasets import DatasetService, DatasetVersion, check_name
+from mloop.data.streams.base import StreamProducer, StreamSource, StreamURI, parse_stream_uri
+from mloop.data.streams.events import (
+    KINDS,
+    SCHEMA,
+    VALIDATION,
+    DedupWindow,
+    Parsed,
+    parse_batch,
+)
+from mloop.data.validation import REASON_COLUMN, Suite, ValidationService, split_frame
+from mloop.data.versioning import SchemaChanged, SourceState
+from mloop.storage import ArtifactStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:
+    from mloop.core.lazy import lazy_module
+
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+
+DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_MAX_WAIT = 1.0
+DEFAULT_DEDUP_WINDOW = 100_000
+DEFAULT_MAX_BATCH_BYTES = 64 * 2**20
+POLL_SECONDS = 0.25
+
+QUARANTINE_COLUMNS = (
+    "_mloop_kind",
+    REASON_COLUMN,
+    "_mloop_payload",
+    "_mloop_partition",
+    "_mloop_offset",
+)
+
+
+@dataclass
+class StreamStats:
+    """What a consumer did: counts of events and where they went."""
+
+    dataset: str
+    source: str
+    events: int = 0  # messages taken from the source (re-deliveries of written ones excluded)
+    written: int = 0  # rows appended to the dataset
+    duplicates: int = 0  # dropped: their id was already written
+    quarantined: int = 0  # rows appended to the quarantine dataset
+    reasons: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    redelivered: int = 0  # messages already written before (a restart), skipped
+    batches: int = 0
+    version: str | None = None  # the last version written
+    quarantine_version: str | None = None
+    seconds: float = 0.0
+    stopped: str = ""  # max-events, idle, signal or stop
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "events_per_second": round(self.events_per_second, 1)}
+
+
+def open_source(
+    uri: StreamURI, home: Path, dataset: str, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> StreamSource:
+    if uri.scheme == "log":
+        from mloop.data.streams.log import LogSource
+
+        return LogSource(uri, home)
+    if uri.scheme == "nats":
+        from mloop.data.streams.nats import NatsSource
+
+        return NatsSource(uri, dataset, prefetch=max(batch_size, 1000))
+    from mloop.data.streams.kafka import KafkaSource
+
+    return KafkaSource(uri, dataset)
+
+
+def open_producer(uri: StreamURI, home: Path) -> StreamProducer:
+    if uri.scheme == "log":
+        from mloop.data.streams.log import LogProducer
+
+        return LogProducer(uri, home)
+    if uri.scheme == "nats":
+        from mloop.data.streams.nats import NatsProducer
+
+        return NatsProducer(uri)
+    from mloop.data.streams.kafka import KafkaProducer
+
+    return KafkaProducer(uri)
+
+
+def _offsets(state: dict[str, Any] | None) -> dict[int, int]:
+    if not state:
+        return {}
+    return {int(p): int(o) for p, o in (state.get("offsets") or {}).items()}
+
+
+def _merge(done: dict[int, int], partitions: np.ndarray, offsets: np.ndarray) -> dict[int, int]:
+    merged = dict(done)
+    if len(offsets) == 0:
+        return merged
+    if (partitions == partitions[0]).all():
+        groups = [(int(partitions[0]), int(offsets.max()))]
+    else:
+        groups = [(int(p), int(offsets[partitions == p].max())) for p in np.unique(partitions)]
+    for p, o in groups:
+        if o > merged.get(p, -1):
+            merged[p] = o
+    return merged
+
+
+class StreamConsumer:
+    """Consume ``source`` into dataset ``dataset``; :meth:`run` until a stop condition."""
+
+    def __init__(
+        self,
+        datasets: DatasetService,
+        validation: ValidationService,
+        artifacts: ArtifactStore,
+        home: Path,
+        dataset: str,
+        source: str,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        suite: str | Suite | None = None,
+        id_field: str = "id",
+        dedup_window: int = DEFAULT_DEDUP_WINDOW,
+        quarantine: str | None = None,
+        max_events: int | None = None,
+        idle_exit: float | None = None,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        on_batch: Callable[[StreamStats], None] | None = None,
+        on_start: Callable[[StreamStats], None] | None = None,
+    ) -> None:
+        self.dataset = check_name(dataset)
+        self.quarantine = check_name(quarantine or f"{dataset}.quarantine")
+        if self.quarantine == self.dataset:
+            raise InvalidInput("the quarantine dataset must differ from the dataset")
+        self.uri = parse_stream_uri(source)
+        if batch_size < 1:
+            raise InvalidInput("--batch-size must be at least 1")
+        if max_wait <= 0:
+            raise InvalidInput("--max-wait must be positive")
+        if max_events is not None and max_events < 1:
+            raise InvalidInput("--max-events must be at least 1")
+        if idle_exit is not None and idle_exit <= 0:
+            raise InvalidInput("--idle-exit must be positive")
+        if not id_field:
+            raise InvalidInput("the id field must be named")
+        self._datasets = datasets
+        self._validation = validation
+        self._artifacts = artifacts
+        self._home = Path(home)
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.suite_ref = suite
+        self.id_field = id_field
+        self.max_events = max_events
+        self.idle_exit = idle_exit
+        self.max_batch_bytes = max_batch_bytes
+        self.window = DedupWindow(dedup_window)
+        self.on_batch = on_batch
+        self.on_start = on_start
+        self.stats = StreamStats(dataset=self.dataset, source=self.uri.canonical)
+        self._stop = threading.Event()
+        self._stop_reason = "stop"
+        self._schema: pa.Schema | None = None
+        self._suite: Suite | None = None
+        self._done: dict[int, int] = {}  # offsets stored with the data
+        self._quarantined: dict[int, int] = {}  # offsets stored with the quarantine
+        self._handled: dict[int, int] = {}  # highest offset taken into a batch in this run
+        self._created: DatasetVersion | None = None  # a version of the dataset, once there is
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stop") -> None:
+        """Finish the current batch (write it, acknowledge it), then return from :meth:`run`.
+        Safe from another thread or a signal handler."""
+        self._stop_reason = reason
+        self._stop.set()
+
+    @contextlib.contextmanager
+    def _signals(self, enabled: bool) -> Iterator[None]:
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.stop("signal")
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One consumer per dataset in a workspace: a second one would write the same events."""
+        folder = self._home / "streams" / ".consumers"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{self.dataset}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Conflict(
+                    f"another consumer is already streaming into dataset {self.dataset!r} "
+                    "in this workspace"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, *, handle_signals: bool = False) -> StreamStats:
+        """Consume until ``max_events``, ``idle_exit``, :meth:`stop` or (with
+        ``handle_signals``) SIGTERM/SIGINT; the batch in hand is always written first."""
+        with self._exclusive(), self._signals(handle_signals):
+            self._prepare()
+            source = open_source(self.uri, self._home, self.dataset, batch_size=self.batch_size)
+            source.open(self._done)
+            started = time.monotonic()
+            try:
+                if self.on_start is not None:
+                    self.on_start(self.stats)
+                self._loop(source, started)
+            finally:
+                self.stats.seconds = time.monotonic() - started
+                self.stats.warnings = source.warnings()
+                source.close()
+        return self.stats
+
+    def _loop(self, source: StreamSource, started: float) -> None:
+        last_arrival = started
+        while True:
+            fetched, reason, last_arrival = self._collect(source, last_arrival)
+            if fetched:
+                self._process(source, fetched)
+                self.stats.seconds = time.monotonic() - started
+                if self.on_batch is not None:
+                    self.on_batch(self.stats)
+            if reason is None and self.max_events and self.stats.events >= self.max_events:
+                reason = "max-events"
+            if reason is not None:
+                self.stats.stopped = reason
+                return
+
+    def _collect(
+        self, source: StreamSource, last_arrival: float
+    ) -> tuple[list[Any], str | None, float]:
+        fetched: list[Any] = []
+        count = size = 0
+        first_at: float | None = None
+        while True:
+            if self._stop.is_set():
+                return fetched, self._stop_reason, last_arrival
+            want = self.batch_size - count
+            if self.max_events:
+                want = min(want, self.max_events - self.stats.events - count)
+            if want <= 0:
+                return fetched, None, last_arrival
+            now = time.monotonic()
+            timeout = POLL_SECONDS
+            if first_at is not None:
+                timeout = min(timeout, first_at + self.max_wait - now)
+            elif self.idle_exit is not None:
+                timeout = min(timeout, last_arrival + self.idle_exit - now)
+            got = source.fetch(want, max(timeout, 0.001))
+            now = time.monotonic()
+            if len(got):
+                fetched.append(got)
+                count += len(got)
+                size += sum(map(len, got.payloads))
+                last_arrival = now
+                if first_at is None:
+                    first_at = now
+            if count >= self.batch_size or size >= self.max_batch_bytes:
+                return fetched, None, last_arrival
+            if first_at is not None and now - first_at >= self.max_wait:
+                return fetched, None, last_arrival
+            if (
+                first_at is None
+                and self.idle_exit is not None
+                and now - last_arrival >= self.idle_exit
+            ):
+                return fetched, "idle", last_arrival
+
+    # -- before the first batch ------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        if self.suite_ref is not None:
+            self._suite = (
+                self.suite_ref
+                if isinstance(self.suite_ref, Suite)
+                else self._validation.get_suite(self.suite_ref)
+            )
+        source = self.uri.canonical
+        self._done = _offsets(self._datasets.source_state(self.dataset, source))
+        self._quarantined = _offsets(self._datasets.source_state(self.quarantine, source))
+        self._check_quarantine()
+        latest = self._latest(self.dataset)
+        if latest is not None:
+            self._created = latest
+            self._restore(latest)
+
+    def _latest(self, name: str) -> DatasetVersion | None:
+        try:
+            return self._datasets.get(name)
+        except NotFound:
+            return None
+
+    def _check_quarantine(self) -> None:
+        latest = self._latest(self.quarantine)
+        if latest is not None and latest.schema_.names != list(QUARANTINE_COLUMNS):
+            raise InvalidInput(
+                f"dataset {self.quarantine!r} exists with other columns than a stream's "
+                f"quarantine ({', '.join(QUARANTINE_COLUMNS)}); name another with --quarantine"
+            )
+
+    def _restore(self, latest: DatasetVersion) -> None:
+        """The dataset's exact Arrow schema and the ids of its last rows (the dedup window)."""
+        digests = self._datasets.segment_digests(latest)
+        ids: list[Any] = []
+        for n, digest in enumerate(reversed(digests)):
+            data = io.BytesIO(self._artifacts.get_bytes(digest))
+            if n == 0:
+                self._schema = pq.read_schema(data).remove_metadata()
+                if self._schema.get_field_index(self.id_field) < 0:
+                    raise InvalidInput(
+                        f"dataset {self.dataset!r} has no column {self.id_field!r} to tell "
+                        f"events apart; name its id column with --id-field "
+                        f"(columns: {', '.join(self._schema.names)})"
+                    )
+                data.seek(0)
+            if len(ids) >= self.window.size:
+                break
+            column = pq.read_table(data, columns=[self.id_field]).column(0).to_pylist()
+            ids = column + ids
+        self.window.add(ids[-self.window.size :] if self.window.size else [])
+
+    def _segment_schema(self, version: DatasetVersion) -> pa.Schema:
+        digest = self._datasets.segment_digests(version)[-1]
+        return pq.read_schema(io.BytesIO(self._artifacts.get_bytes(digest))).remove_metadata()
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _process(self, source: StreamSource, fetched: list[Any]) -> None:
+        stats = self.stats
+        payloads = [p for f in fetched for p in f.payloads]
+        offsets = np.fromiter((o for f in fetched for o in f.offsets), np.int64, len(payloads))
+        partitions = np.fromiter(
+            (p for f in fetched for p in f.partitions), np.int64, len(payloads)
+        )
+        # 1. skip what is already written (stored offsets) or already taken in this run
+        fresh = self._fresh(partitions, offsets)
+        self._handled = _merge(self._handled, partitions, offsets)
+        if not fresh.all():
+            stats.redelivered += int((~fresh).sum())
+            keep = np.flatnonzero(fresh)
+            payloads = [payloads[i] for i in keep]
+            offsets, partitions = offsets[keep], partitions[keep]
+        stats.events += len(payloads)
+        stats.batches += 1
+        if not payloads:
+            source.ack(fetched)
+            return
+        # 2. parse, 3. drop duplicates, 4. validate
+        parsed = parse_batch(payloads, self._schema, self.id_field)
+        if self._schema is None and parsed.schema is not None and parsed.table is not None:
+            self._schema = parsed.schema
+        table, index, rejected = self._dedup(parsed)
+        if table is not None and self._suite is not None:
+            table, index = self._validate(table, index, rejected)
+        # 5. quarantine first, 6. then the data with its offsets, 7. then the broker
+        done = _merge(self._done, partitions, offsets)
+        if rejected:
+            self._write_quarantine(rejected, payloads, partitions, offsets, done)
+        if table is not None and table.num_rows:
+            try:
+                version = self._datasets.append(
+                    self.dataset,
+                    table,
+                    source=self.uri.canonical,
+                    kind="stream",
+                    state=SourceState(self.uri.canonical, self._state(done, source)),
+                )
+            except SchemaChanged as exc:  # the dataset changed under us: keep the rows aside
+                latest = self._latest(self.dataset)
+                if latest is not None:
+                    self._schema = self._segment_schema(latest)
+                moved = [(int(i), SCHEMA, exc.message) for i in index]
+                self._write_quarantine(moved, payloads, partitions, offsets, done)
+            else:
+                stats.written += table.num_rows
+                stats.version = version.ref
+                self.window.add(table.column(self.id_field).to_pylist())
+                if self._created is None:
+                    self._created = version  # the stored schema is the one to parse against
+                    self._schema = self._segment_schema(version)
+            self._done = done
+        source.ack(fetched)
+
+    def _fresh(self, partitions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        if len(offsets) == 0:
+            return np.zeros(0, dtype=bool)
+        seen = {
+            p: max(self._done.get(p, -1), self._handled.get(p, -1)) for p in self._all(partitions)
+        }
+        if len(seen) == 1:
+            (floor,) = seen.values()
+            return np.asarray(offsets > floor)
+        floors = np.fromiter((seen[int(p)] for p in partitions), np.int64, len(partitions))
+        return np.asarray(offsets > floors)
+
+    @staticmethod
+    def _all(partitions: np.ndarray) -> list[int]:
+        if (partitions == partitions[0]).all():
+            return [int(partitions[0])]
+        return [int(p) for p in np.unique(partitions)]
+
+    def _dedup(
+        self, parsed: Parsed
+    ) -> tuple[pa.Table | None, np.ndarray, list[tuple[int, str, str]]]:
+        table, index = parsed.table, parsed.index
+        if table is None or not table.num_rows:
+            return None, index, parsed.rejected
+        keep = self.window.check(table.column(self.id_field).to_pylist())
+        dropped = len(keep) - sum(keep)
+        if dropped:
+            self.stats.duplicates += dropped
+            mask = np.asarray(keep, dtype=bool)
+            table, index = table.filter(pa.array(mask)), index[mask]
+        return table, index, parsed.rejected
+
+    def _validate(
+        self, table: pa.Table, index: np.ndarray, rejected: list[tuple[int, str, str]]
+    ) -> tuple[pa.Table, np.ndarray]:
+        assert self._suite is not None
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        result = split_frame(frame, self._suite, f"{self.dataset} (stream batch)")
+        failed = result.failed
+        if not failed.height:
+            return table, index
+        ids = table.column(self.id_field).to_pylist()
+        reasons = dict(
+            zip(
+                failed.get_column(self.id_field).to_list(),
+                failed.get_column(REASON_COLUMN).to_list(),
+                strict=True,
+            )
+        )
+        passing = np.fromiter((i not in reasons for i in ids), bool, len(ids))
+        for row in np.flatnonzero(~passing):
+            rejected.append((int(index[row]), VALIDATION, str(reasons[ids[row]])))
+        return table.filter(pa.array(passing)), index[passing]
+
+    def _write_quarantine(
+        self,
+        rejected: list[tuple[int, str, str]],
+        payloads: list[bytes],
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        done: dict[int, int],
+    ) -> None:
+        # rows a previous run already quarantined (it died before writing the data) stay out
+        rows = [
+            r for r in rejected if offsets[r[0]] > self._quarantined.get(int(partitions[r[0]]), -1)
+        ]
+        for _, kind, _ in rows:
+            self.stats.reasons[kind] = self.stats.reasons.get(kind, 0) + 1
+        self.stats.quarantined += len(rows)
+        self.stats.redelivered += len(rejected) - len(rows)
+        if not rows:
+            return
+        rows.sort()
+        table = pa.table(
+            {
+                "_mloop_kind": pa.array([k for _, k, _ in rows], pa.string()),
+                REASON_COLUMN: pa.array([r for _, _, r in rows], pa.string()),
+                "_mloop_payload": pa.array(
+                    [payloads[i].decode("utf-8", "backslashreplace") for i, _, _ in rows],
+                    pa.string(),
+                ),
+                "_mloop_partition": pa.array([int(partitions[i]) for i, _, _ in rows], pa.int64()),
+                "_mloop_offset": pa.array([int(offsets[i]) for i, _, _ in rows], pa.int64()),
+            }
+        )
+        merged = {p: max(o, self._quarantined.get(p, -1)) for p, o in done.items()}
+        version = self._datasets.append(
+            self.quarantine,
+            table,
+            source=self.uri.canonical,
+            kind="quarantine",
+            state=SourceState(
+                self.uri.canonical, {"offsets": {str(p): o for p, o in merged.items()}}
+            ),
+        )
+        self._quarantined = merged
+        self.stats.quarantine_version = version.ref
+
+    def _state(self, done: dict[int, int], source: StreamSource) -> dict[str, Any]:
+        return {"offsets": {str(p): o for p, o in sorted(done.items())}, **source.describe()}
+
+
+class StreamService:
+    """``ws.streams``: consume streams into datasets, produce events, open local logs."""
+
+    def __init__(
+        self,
+        datasets: DatasetService,
+        validation: ValidationService,
+        artifacts: ArtifactStore,
+        home: Path,
+    ) -> None:
+        self._datasets = datasets
+        self._validation = validation
+        self._artifacts = artifacts
+        self._home = Path(home)
+
+    def consumer(self, dataset: str, source: str, **options: Any) -> StreamConsumer:
+        """A :class:`StreamConsumer` (options as its keyword arguments); call ``run()``."""
+        return StreamConsumer(
+            self._datasets,
+            self._validation,
+            self._artifacts,
+            self._home,
+            dataset,
+            source,
+            **options,
+        )
+
+    def consume(self, dataset: str, source: str, **options: Any) -> StreamStats:
+        """Consume until a stop condition (``max_events=`` or ``idle_exit=`` for a bounded run)."""
+        return self.consumer(dataset, source, **options).run()
+
+    def producer(self, source: str) -> StreamProducer:
+        return open_producer(parse_stream_uri(source), self._home)
+
+    def produce(self, source: str, events: Any) -> int:
+        """Send events (dicts, JSON strings or bytes) to a stream; returns how many."""
+        payloads = []
+        for event in events:
+            if isinstance(event, bytes):
+                payloads.append(event)
+            elif isinstance(event, str):
+                payloads.append(event.encode())
+            else:
+                payloads.append(json.dumps(event, separators=(",", ":")).encode())
+        with self.producer(source) as producer:
+            return producer.send(payloads)
+
+    def state(self, dataset: str, source: str) -> dict[str, Any] | None:
+        """The offsets stored with ``dataset`` for ``source`` (where a consumer resumes)."""
+        return self._datasets.source_state(dataset, parse_stream_uri(source).canonical)
