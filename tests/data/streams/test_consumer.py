@@ -1,0 +1,322 @@
+"""The stream consumer on every backend (one conformance suite: the local log, NATS JetStream
+and Kafka pass the same tests): exactly once across restarts, duplicates, quarantine with
+reasons, schema changes, suites; and what only one backend can show."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from mloop.core.errors import Conflict, InvalidInput
+from mloop.data import BetweenCheck, Suite
+from mloop.data.streams import QUARANTINE_COLUMNS, StreamStats, parse_stream_uri
+from mloop.workspace import Workspace
+from stream_helpers import Stream, dumps, events, nats_consumer_info, spawn_stream, wait_started
+
+
+def consume(stream: Stream, dataset: str = "events", **options: Any) -> StreamStats:
+    options = {"batch_size": 50, "max_wait": 0.2, **options}
+    if "max_events" not in options:
+        options.setdefault("idle_exit", 1.0)
+    return stream.ws.streams.consume(dataset, stream.uri, **options)
+
+
+def ids(ws: Workspace, dataset: str = "events") -> list[int]:
+    return [int(i) for i in ws.datasets.load(dataset).column("id").to_pylist()]
+
+
+def quarantine(ws: Workspace, dataset: str = "events") -> list[dict[str, Any]]:
+    return ws.datasets.load(f"{dataset}.quarantine").to_pylist()
+
+
+# -- the conformance suite ------------------------------------------------------------------
+
+
+def test_every_event_lands_once_and_a_restart_resumes_after_the_stored_offsets(
+    stream: Stream,
+) -> None:
+    stream.produce(events(range(300)))
+    first = consume(stream, max_events=120)
+    assert (first.events, first.written, first.stopped) == (120, 120, "max-events")
+    assert len(ids(stream.ws)) == 120
+    second = consume(stream)
+    assert (second.events, second.written, second.redelivered) == (180, 180, 0)
+    assert second.stopped == "idle"
+    stream.produce(events(range(300, 400)))
+    third = consume(stream, max_events=100)
+    assert third.written == 100
+    got = ids(stream.ws)
+    assert sorted(got) == list(range(400))
+    # the offsets stored with the last version are where the next run starts
+    state = stream.ws.streams.state("events", stream.uri)
+    assert state is not None
+    assert state["offsets"]
+    version = stream.ws.datasets.get("events")
+    assert version.kind == "stream"
+    assert version.source == parse_stream_uri(stream.uri).canonical
+    assert version.segment_count >= 3
+
+
+def test_duplicates_by_id_are_dropped_in_a_batch_across_batches_and_across_restarts(
+    stream: Stream,
+) -> None:
+    stream.produce(events([*range(100), 5, 6, 7]))  # three resent within the first batch(es)
+    stream.produce(events(range(90, 110)))  # ten more resent, ten new
+    stats = consume(stream, max_events=123)
+    assert (stats.events, stats.written, stats.duplicates) == (123, 110, 13)
+    stream.produce(events([*range(50, 60), *range(110, 115)]))  # after a restart: the window
+    again = consume(stream, max_events=15)
+    assert (again.written, again.duplicates) == (5, 10)
+    got = ids(stream.ws)
+    assert sorted(got) == list(range(115))
+
+
+def test_bad_events_are_quarantined_with_their_reason_and_counted_never_dropped(
+    stream: Stream,
+) -> None:
+    good = events(range(20))
+    bad = [
+        b"this is not json",
+        b'{"amount": 1.0, "merchant": "fuel", "card_present": true}',
+        b'{"id": 100, "amount": "a lot", "merchant": "fuel", "card_present": true}',
+        b"[1, 2, 3]",
+        b'{"id": null, "amount": 1.0, "merchant": "fuel", "card_present": false}',
+    ]
+    stream.produce(good[:10])
+    stream.produce([*bad, *good[10:]])
+    stats = consume(stream, max_events=25, batch_size=100, max_wait=1.0)
+    assert (stats.events, stats.written, stats.quarantined) == (25, 20, 5)
+    assert stats.reasons == {"invalid_json": 2, "missing_id": 2, "schema": 1, "validation": 0}
+    rows = quarantine(stream.ws)
+    assert stream.ws.datasets.get("events.quarantine").schema_.names == list(QUARANTINE_COLUMNS)
+    assert sorted(r["_mloop_payload"].encode() for r in rows) == sorted(bad)
+    by_payload = {r["_mloop_payload"]: r for r in rows}
+    assert by_payload["this is not json"]["_mloop_kind"] == "invalid_json"
+    assert "'amount' is string" in by_payload[bad[2].decode()]["_mloop_reason"]
+    assert all(r["_mloop_offset"] >= 0 for r in rows)
+    # nothing comes twice on a restart
+    again = consume(stream)
+    assert (again.events, again.quarantined) == (0, 0)
+    assert len(quarantine(stream.ws)) == 5
+    assert sorted(ids(stream.ws)) == list(range(20))
+
+
+def test_a_source_schema_change_is_quarantined_and_nothing_is_lost(stream: Stream) -> None:
+    stream.produce(events(range(30)))
+    consume(stream, max_events=30)
+    changed = [
+        *events(range(30, 40), coupon="SPRING"),  # a new field
+        *[
+            dumps({"id": i, "amount": str(i), "merchant": "fuel", "card_present": True})
+            for i in range(40, 45)
+        ],  # a retyped field
+        *events(range(45, 50)),  # and back to the old shape
+    ]
+    stream.produce(changed)
+    stats = consume(stream, max_events=20)
+    assert (stats.written, stats.quarantined, stats.reasons["schema"]) == (5, 15, 15)
+    rows = quarantine(stream.ws)
+    assert sum("coupon" in r["_mloop_reason"] for r in rows) == 10
+    assert sum("'amount' is string" in r["_mloop_reason"] for r in rows) == 5
+    assert sorted(ids(stream.ws)) == [*range(30), *range(45, 50)]
+    assert stream.ws.datasets.get("events").schema_.names == [
+        "id",
+        "amount",
+        "merchant",
+        "card_present",
+    ]
+
+
+def test_a_suite_sends_failing_rows_to_the_quarantine_with_the_check(stream: Stream) -> None:
+    stream.ws.validation.save_suite(
+        Suite(name="amounts", expectations=[BetweenCheck(column="amount", min=0, max=50)])
+    )
+    stream.produce(events(range(40)))
+    stats = consume(stream, max_events=40, suite="amounts")
+    amounts = {i: round((i * 7919) % 10_000 / 100, 2) for i in range(40)}
+    over = sorted(i for i, a in amounts.items() if a > 50)
+    assert over
+    assert stats.reasons["validation"] == len(over)
+    assert sorted(ids(stream.ws)) == sorted(set(range(40)) - set(over))
+    rows = quarantine(stream.ws)
+    assert sorted(json.loads(r["_mloop_payload"])["id"] for r in rows) == over
+    assert all("amount" in r["_mloop_reason"] for r in rows)
+
+
+# -- what one backend shows -------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_stream(sqlite_ws: Workspace) -> Stream:
+    return Stream("log", "log://events", sqlite_ws)
+
+
+def test_a_crash_between_the_quarantine_and_the_data_writes_nothing_twice(
+    log_stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine is written first with its own offsets; a crash before the data is
+    written repeats the batch, and the quarantine skips what it already holds."""
+    ws = log_stream.ws
+    log_stream.produce([*events(range(10)), b"bad one", b"bad two"])
+    real = ws.datasets.append
+
+    def crash_on_data(name: str, table: pa.Table, **kw: Any) -> Any:
+        if name == "events":
+            raise RuntimeError("the process died here")
+        return real(name, table, **kw)
+
+    monkeypatch.setattr(ws.datasets, "append", crash_on_data)
+    with pytest.raises(RuntimeError, match="died"):
+        consume(log_stream, max_events=12, batch_size=100)
+    assert len(quarantine(ws)) == 2
+    monkeypatch.setattr(ws.datasets, "append", real)
+    stats = consume(log_stream, max_events=12, batch_size=100)
+    assert (stats.written, stats.quarantined, stats.redelivered) == (10, 0, 2)
+    assert len(quarantine(ws)) == 2
+    assert sorted(ids(ws)) == list(range(10))
+
+
+def test_one_consumer_per_dataset_and_stop_from_another_thread(log_stream: Stream) -> None:
+    log_stream.produce(events(range(3)))
+    written = threading.Event()
+    consumer = log_stream.ws.streams.consumer(
+        "events", log_stream.uri, batch_size=3, idle_exit=3600, on_batch=lambda _s: written.set()
+    )
+    worker = threading.Thread(target=consumer.run)
+    worker.start()
+    try:
+        assert written.wait(30)
+        with pytest.raises(Conflict, match="already streaming"):
+            consume(log_stream)
+    finally:
+        consumer.stop()
+        worker.join(30)
+    assert consumer.stats.stopped == "stop"
+    assert consumer.stats.written == 3
+
+
+def test_the_dataset_must_hold_the_id_field(log_stream: Stream) -> None:
+    log_stream.ws.datasets.ingest(pa.table({"key": [1, 2]}), name="events")
+    log_stream.produce(events(range(3)))
+    with pytest.raises(InvalidInput, match="--id-field"):
+        consume(log_stream)
+    stats = consume(log_stream, id_field="key", max_events=3)
+    assert stats.quarantined == 3
+    assert stats.reasons["schema"] == 3
+
+
+def test_another_id_field(log_stream: Stream) -> None:
+    log_stream.produce([dumps({"event_id": f"e{i % 4}", "v": i}) for i in range(6)])
+    stats = consume(log_stream, id_field="event_id", max_events=6)
+    assert (stats.written, stats.duplicates) == (4, 2)
+
+
+def test_sigterm_writes_the_batch_in_hand_then_exits(
+    nats_subject: str, sqlite_ws: Workspace
+) -> None:
+    """All 500 events are delivered (pending acknowledgement) to a consumer waiting for a
+    batch of a million; SIGTERM writes them, acknowledges them, and exits 0."""
+    sqlite_ws.streams.produce(nats_subject, events(range(500)))
+    process = spawn_stream(
+        sqlite_ws.home,
+        "events",
+        nats_subject,
+        "--batch-size",
+        "1000000",
+        "--max-wait",
+        "3600",
+        "--json",
+    )
+    try:
+        assert wait_started(process)
+        deadline = time.monotonic() + 60
+        while nats_consumer_info(nats_subject, "mloop-events").num_ack_pending < 500:
+            assert time.monotonic() < deadline, "the events were never delivered"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    summary = json.loads(out)
+    assert (summary["stopped"], summary["written"]) == ("signal", 500)
+    assert sorted(ids(sqlite_ws)) == list(range(500))
+    info = nats_consumer_info(nats_subject, "mloop-events")
+    assert info.num_ack_pending == 0
+    assert info.ack_floor.stream_seq == 500
+
+
+def test_nats_holds_no_more_than_its_prefetch_whatever_is_waiting(
+    nats_subject: str, sqlite_ws: Workspace
+) -> None:
+    from mloop.data.streams.nats import NatsSource
+
+    sqlite_ws.streams.produce(nats_subject, events(range(3000)))
+    source = NatsSource(parse_stream_uri(nats_subject), "events", prefetch=200)
+    source.open({})
+    try:
+        taken = 0
+        while taken < 3000:
+            batch = source.fetch(50, 5.0)
+            assert len(batch) <= 50
+            taken += len(batch)
+            assert len(source._buffer) <= 200
+            assert nats_consumer_info(nats_subject, "mloop-events").num_ack_pending <= 200 + taken
+        assert taken == 3000
+    finally:
+        source.close()
+
+
+def test_kafka_offsets_are_stored_per_partition(kafka_topic: str, sqlite_ws: Workspace) -> None:
+    sqlite_ws.streams.produce(kafka_topic, events(range(90)))
+    stats = sqlite_ws.streams.consume("events", kafka_topic, max_events=90, batch_size=40)
+    assert stats.written == 90
+    state = sqlite_ws.streams.state("events", kafka_topic)
+    assert state is not None
+    assert state["topic"] == parse_stream_uri(kafka_topic).target
+    offsets = {int(p): o for p, o in state["offsets"].items()}
+    assert sum(o + 1 for o in offsets.values()) == 90  # the last offset of each partition
+
+
+def test_the_cli_produces_and_streams(tmp_path: Any, sqlite_ws: Workspace) -> None:
+    from helpers import run_cli
+
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join([*events(range(25)), b"", b"oops"]) + b"\n")
+    code, out, err = run_cli(sqlite_ws, "data", "produce", "log://clicks", str(source), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"source": "log://clicks", "events": 26}
+    code, out, err = run_cli(
+        sqlite_ws,
+        "data",
+        "stream",
+        "clicks",
+        "--source",
+        "log://clicks",
+        "--max-events",
+        "26",
+        "--json",
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["written"], summary["quarantined"], summary["stopped"]) == (25, 1, "max-events")
+    code, out, err = run_cli(
+        sqlite_ws, "data", "stream", "clicks", "--source", "log://clicks", "--idle-exit", "0.3"
+    )
+    assert code == 0, err
+    assert "events" in out
+    assert "idle" in out
+    code, _, err = run_cli(sqlite_ws, "data", "stream", "clicks", "--source", "ftp://x/y")
+    assert code == 2
+    assert "unknown stream scheme" in err
+    counts = Counter(r["_mloop_kind"] for r in quarantine(sqlite_ws, "clicks"))
+    assert counts == {"invalid_json": 1}

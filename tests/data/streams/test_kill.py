@@ -1,0 +1,129 @@
+"""Kill -9 at random moments while events flow: afterwards every event is in the dataset
+exactly once.
+
+A producer thread sends ids 0..N-1 in chunks, resending some recent ids (duplicates a producer
+retry makes), spread over the whole test. Meanwhile ``mloop data stream`` runs in a child
+process that is SIGKILLed at random moments — a third at a random time after it was started
+(while it imports, opens the workspace, creates its consumer), the others at a random time
+after it began consuming or after it wrote its first batch (while it fetches, parses, writes
+segments, acknowledges) — and restarted each time. A last run drains the stream until it is
+idle. The dataset then holds each id once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mloop.workspace import Workspace
+from stream_helpers import events, spawn_stream, wait_started
+
+SEED = int(os.environ.get("MLOOP_KILL_SEED", time.time_ns() % 2**32))
+
+
+def _produce(
+    ws: Workspace,
+    uri: str,
+    total: int,
+    chunk: int,
+    pause: float,
+    rng: random.Random,
+    errors: list[BaseException],
+) -> None:
+    try:
+        with ws.streams.producer(uri) as producer:
+            for start in range(0, total, chunk):
+                ids = list(range(start, min(start + chunk, total)))
+                if start:  # a producer's retries: some ids sent again a little later
+                    ids += rng.sample(range(max(0, start - 5 * chunk), start), k=chunk // 100)
+                producer.send(events(ids))
+                time.sleep(pause)
+    except BaseException as exc:  # the test thread reports it
+        errors.append(exc)
+
+
+def _kill_and_restart(
+    ws: Workspace,
+    uri: str,
+    *,
+    total: int,
+    kills: int,
+    chunk: int,
+    pause: float,
+    batch_size: int,
+) -> None:
+    rng = random.Random(SEED)
+    print(f"kill test: seed {SEED} (MLOOP_KILL_SEED), {total:,} events, {kills} kills via {uri}")
+    errors: list[BaseException] = []
+    producer = threading.Thread(
+        target=_produce, args=(ws, uri, total, chunk, pause, random.Random(SEED + 1), errors)
+    )
+    producer.start()
+    args = ("--batch-size", str(batch_size), "--max-wait", "0.2")
+    progressed = 0
+    try:
+        for k in range(kills):
+            before = _rows(ws)
+            process = spawn_stream(ws.home, "events", uri, *args)
+            try:
+                moment = k % 3
+                if moment == 0:
+                    time.sleep(rng.uniform(0.05, 2.0))  # maybe still starting
+                elif wait_started(process):
+                    if moment == 2:  # once it has written a batch: mid-stream
+                        deadline = time.monotonic() + 30
+                        while _rows(ws) == before and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                    time.sleep(rng.uniform(0.0, 1.0))
+                assert process.poll() is None, process.communicate()[1].decode()[-3000:]
+                process.kill()
+            finally:
+                process.communicate(timeout=60)
+            progressed += _rows(ws) > before
+        producer.join(300)
+        assert not errors, errors
+        final = spawn_stream(ws.home, "events", uri, *args, "--idle-exit", "3", "--json")
+        out, err = final.communicate(timeout=300)
+        assert final.returncode == 0, err.decode()[-3000:]
+        summary = json.loads(out)
+    finally:
+        producer.join(300)
+    print(f"kills that interrupted progress: {progressed} of {kills}; last run: {summary}")
+    got = ws.datasets.load("events").column("id").to_pylist()
+    assert len(got) == total, (
+        f"{len(got) - len(set(got))} duplicates, {total - len(set(got))} missing"
+    )
+    assert sorted(got) == list(range(total))
+    with pytest.raises(Exception, match="does not exist"):
+        ws.datasets.get("events.quarantine")
+
+
+def _rows(ws: Workspace) -> int:
+    try:
+        return ws.datasets.get("events").row_count
+    except Exception:
+        return 0
+
+
+def test_nats_100k_events_20_kills(nats_subject: str, sqlite_ws: Workspace) -> None:
+    _kill_and_restart(
+        sqlite_ws, nats_subject, total=100_000, kills=20, chunk=2000, pause=0.5, batch_size=2000
+    )
+
+
+def test_kafka_kills(kafka_topic: str, sqlite_ws: Workspace) -> None:
+    _kill_and_restart(
+        sqlite_ws, kafka_topic, total=20_000, kills=8, chunk=1000, pause=0.5, batch_size=1000
+    )
+
+
+def test_log_kills(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    _kill_and_restart(
+        sqlite_ws, "log://events", total=20_000, kills=8, chunk=1000, pause=0.5, batch_size=1000
+    )
