@@ -232,12 +232,11 @@ def _search_plan(
         return _SearchPlan(False, plain, plain, {}, {})
     first = order[0]
     lm = tables.latest_metrics
-    has, lacks = search.by_metric_queries(conditions, order)
+    has, lacks, fm = search.by_metric_queries(conditions, order)
     key = sa.tuple_(lm.c.is_nan, lm.c.value)
     start = sa.tuple_(sa.bindparam("start_nan"), sa.bindparam("start_value"))
     end = sa.tuple_(sa.bindparam("end_nan"), sa.bindparam("end_value"))
     after_start = key > start if first.ascending else key < start
-    up_to_end = key <= end if first.ascending else key >= end
     direction = (
         (lm.c.is_nan.asc(), lm.c.value.asc())
         if first.ascending
@@ -248,16 +247,23 @@ def _search_plan(
         False: walk.order_by(*direction).limit(1),
         True: walk.where(after_start).order_by(*direction).limit(1),
     }
+    # the chunk bounds go on the joined metric itself, so the database walks its index from
+    # there (an IN over the chunk's ids left PostgreSQL hashing the whole metric)
+    joined = sa.tuple_(fm.c.is_nan, fm.c.value)
     has_in = {}
     for from_start in (False, True):
         for to_end in (False, True):
-            scope = [lm.c.key == first.ident.key]
+            scope: builtins.list[sa.ColumnElement[bool]] = [lm.c.key == first.ident.key]
+            on_joined: builtins.list[sa.ColumnElement[bool]] = [fm.c.run_id.is_not(None)]
             if from_start:
-                scope.append(after_start)
+                scope.append(key > start if first.ascending else key < start)
+                on_joined.append(joined > start if first.ascending else joined < start)
             if to_end:
-                scope.append(up_to_end)
+                scope.append(key <= end if first.ascending else key >= end)
+                on_joined.append(joined <= end if first.ascending else joined >= end)
+            # SQLite starts from the ids in the chunk; PostgreSQL from the bounded join
             in_range = sa.select(lm.c.run_id).where(*scope)
-            has_in[(from_start, to_end)] = has.where(r.c.id.in_(in_range))
+            has_in[(from_start, to_end)] = has.where(r.c.id.in_(in_range), *on_joined)
     return _SearchPlan(True, plain, lacks, boundary, has_in)
 
 

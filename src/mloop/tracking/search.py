@@ -503,10 +503,11 @@ def order_columns(
 
 def by_metric_queries(
     conditions: list[sa.ColumnElement[bool]], order: list[OrderBy]
-) -> tuple[sa.Select[Any], sa.Select[Any]]:
+) -> tuple[sa.Select[Any], sa.Select[Any], Any]:
     """For a search whose first order key is a metric: (the filter over runs in full order —
-    the caller restricts it to the ids of a chunk of the metric's index —, and the runs that lack
-    the metric, which come after all the others)."""
+    the caller restricts it to a chunk of the metric's index through the returned alias of
+    ``latest_metrics`` —, the runs that lack the metric, which come after all the others, and
+    that alias)."""
     first = order[0]
     lm = tables.latest_metrics.alias("first_metric")
     # runs stay the outer table (a LEFT JOIN fixes the order): the caller narrows them by id
@@ -531,4 +532,4 @@ def by_metric_queries(
     lacks = order_columns(
         sa.select(runs.c.id).select_from(runs).where(~missing, *conditions), order[1:]
     )
-    return has, lacks
+    return has, lacks, lm
