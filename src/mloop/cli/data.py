@@ -1,7 +1,8 @@
-"""mloop data: ingest, list, show, suite, validate."""
+"""mloop data: ingest, list, show, suite, suite-apply, suite-export, validate."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -336,31 +337,147 @@ def suite(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The dataset version to infer from (NAME@N).")],
     name: Annotated[str | None, typer.Option(help="Suite name (default: the dataset's).")] = None,
+    yaml_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--yaml",
+            help="Write the inferred suite to this YAML file to edit (instead of storing it); "
+            "store the edited file with: mloop data suite-apply FILE",
+        ),
+    ] = None,
+    distribution: Annotated[
+        str | None,
+        typer.Option(
+            "--distribution",
+            help="Also add a distribution check per column (psi or ks) against stats of this "
+            "version, kept in the suite (severity warn).",
+        ),
+    ] = None,
     as_json: JSON = False,
 ) -> None:
-    """Infer an expectation suite from a dataset version and save it."""
+    """Infer an expectation suite from a dataset version and save it (or write it as YAML)."""
+    from mloop.core.errors import InvalidInput
+
+    if distribution not in (None, "psi", "ks"):
+        raise InvalidInput(f"--distribution is psi or ks, not {distribution!r}")
     ws = open_workspace(ctx)
-    inferred = ws.validation.infer_suite(ref, name=name)
+    inferred = ws.validation.infer_suite(
+        ref,
+        name=name,
+        save=yaml_file is None,
+        distribution=distribution,  # type: ignore[arg-type]
+    )
+    if yaml_file is not None:
+        _write_text(yaml_file, inferred.to_yaml())
     if as_json:
         print_json(inferred)
         return
-    console.print(
-        f"suite [bold]{inferred.name}@{inferred.version}[/bold]: "
-        f"{len(inferred.expectations)} expectations inferred from {ref}"
-    )
-    table = Table("check", "column", "rule")
-    for e in inferred.expectations:
-        rule = {k: v for k, v in e.model_dump().items() if k not in ("type", "column")}
+    if yaml_file is None:
+        console.print(
+            f"suite [bold]{inferred.name}@{inferred.version}[/bold]: "
+            f"{len(inferred.expectations)} expectations inferred from {ref}"
+        )
+    else:
+        console.print(
+            f"suite [bold]{inferred.name}[/bold]: {len(inferred.expectations)} expectations "
+            f"inferred from {ref}, written to {escape(str(yaml_file))}; edit it, then store it "
+            f"with: mloop data suite-apply {escape(str(yaml_file))}"
+        )
+    _print_suite(inferred)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from mloop.core.errors import InvalidInput
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _print_suite(the_suite: Any) -> None:
+    table = Table("check", "column", "rule", "severity")
+    for e in the_suite.expectations:
+        rule = {
+            k: v
+            for k, v in e.model_dump(exclude_defaults=True).items()
+            if k not in ("type", "column", "severity", "reference_stats")
+        }
+        if getattr(e, "reference_stats", None) is not None:
+            rule["reference"] = f"stored stats of {e.reference_stats.rows:,} values"
         text = ", ".join(f"{k}={v}" for k, v in rule.items())
-        table.add_row(e.type, escape(e.column or "-"), escape(text))
+        table.add_row(e.type, escape(e.column or "-"), escape(text), e.severity)
     console.print(table)
+
+
+@app.command("suite-apply")
+def suite_apply(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A suite as YAML (or JSON), edited by hand.")],
+    name: Annotated[
+        str | None, typer.Option(help="Store under this name (default: the file's name:).")
+    ] = None,
+    as_json: JSON = False,
+) -> None:
+    """Store a suite file as the next version of its name (the same content: the same one)."""
+    from mloop.data import load_suite_file
+
+    loaded = load_suite_file(file)  # bad YAML or an unknown check: an error, nothing stored
+    ws = open_workspace(ctx)
+    before = _latest_suite_version(ws, name or loaded.name)
+    stored = ws.validation.save_suite(
+        loaded if name is None else loaded.model_copy(update={"name": name})
+    )
+    if as_json:
+        print_json(stored)
+        return
+    state = "unchanged: same content as" if stored.version == before else "stored as"
+    console.print(
+        f"suite {state} [bold]{stored.name}@{stored.version}[/bold]: "
+        f"{len(stored.expectations)} expectations"
+    )
+
+
+def _latest_suite_version(ws: Any, name: str) -> int | None:
+    from mloop.core.errors import MloopError
+
+    try:
+        return ws.validation.get_suite(name).version  # type: ignore[no-any-return]
+    except MloopError:
+        return None
+
+
+@app.command("suite-export")
+def suite_export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="A stored suite: NAME or NAME@N.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Print a stored suite as YAML, to edit and store again with suite-apply."""
+    ws = open_workspace(ctx)
+    text = ws.validation.get_suite(ref).to_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write_text(output, text)
+        console.print(f"suite {escape(ref)} written to [bold]{escape(str(output))}[/bold]")
 
 
 @app.command()
 def validate(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="Dataset version to check (NAME@N), or a file.")],
-    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite NAME or NAME@N.")],
+    suite_ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[SUITE]", help="A stored suite (NAME or NAME@N) or a suite YAML file."
+        ),
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option("--suite", "-s", help="The suite, as an option.")
+    ] = None,
     quarantine: Annotated[
         bool,
         typer.Option(
@@ -369,24 +486,43 @@ def validate(
             "passing rows into a new version of NAME.",
         ),
     ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report as one HTML file.")
+    ] = None,
     as_json: JSON = False,
 ) -> None:
-    """Validate a dataset version against a suite; exit 1 when a check fails."""
-    ws = open_workspace(ctx)
+    """Validate a dataset version or a file against a suite; exit 1 when an error-severity
+    check fails (warnings are reported, never fail)."""
+    from mloop.core.errors import InvalidInput
+    from mloop.data import is_suite_file
     from mloop.data.readers import SUFFIXES
 
+    if (suite_ref is None) == (suite is None):
+        raise InvalidInput("give the suite once: mloop data validate DATA SUITE (or --suite SUITE)")
+    suite_arg = suite_ref or suite
+    assert suite_arg is not None
     looks_like_file = Path(ref).is_file() or Path(ref).suffix.lower() in SUFFIXES
     target: str | Path = Path(ref) if looks_like_file else ref
     result = None
-    if quarantine:
-        result = ws.validation.quarantine(target, suite)
-        report = result.report
+    if looks_like_file and is_suite_file(suite_arg) and not quarantine:
+        report = _validate_without_workspace(ctx, Path(ref), Path(suite_arg))
     else:
-        report = ws.validation.validate(target, suite)
+        ws = open_workspace(ctx)
+        if quarantine:
+            result = ws.validation.quarantine(target, ws.validation.load_suite(suite_arg))
+            report = result.report
+        else:
+            report = ws.validation.validate(target, ws.validation.load_suite(suite_arg))
+    if html is not None:
+        from mloop.data import render_html
+
+        _write_text(html, render_html(report))
     if as_json:
         print_json(result if result is not None else report)
     else:
         _print_report(report)
+        if html is not None:
+            console.print(f"HTML report → [bold]{escape(str(html))}[/bold]")
         if result is not None and result.quarantined is not None:
             console.print(
                 f"quarantined {result.quarantined.row_count:,} rows → "
@@ -400,20 +536,66 @@ def validate(
         raise typer.Exit(EXIT_FAILED_CHECK)
 
 
+def _validate_without_workspace(ctx: typer.Context, data: Path, suite_file: Path) -> Any:
+    """A file against a suite file needs no workspace: none is opened (or created) unless
+    there is one already (its PII policies apply to reports) or a distribution check compares
+    with a dataset version."""
+    from mloop.data import (
+        load_suite_file,
+        needs_references,
+        read_frame,
+        validate_frame,
+    )
+
+    the_suite = load_suite_file(suite_file)
+    if needs_references(the_suite) or _workspace_exists(ctx):
+        # a workspace may hold the reference version, or a PII policy for this data
+        return open_workspace(ctx).validation.validate(data, the_suite)
+    if not data.is_file():
+        from mloop.core.errors import NotFound
+
+        raise NotFound(f"{data} does not exist")
+    return validate_frame(read_frame(data), the_suite, str(data))
+
+
+def _workspace_exists(ctx: typer.Context) -> bool:
+    """Whether the workspace this command would open is there already (without opening it)."""
+    from mloop.core.settings import Settings
+
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if obj.get("ws") is not None:
+        return True
+    try:
+        home = obj.get("workspace")
+        settings = Settings(**({"home": home} if home is not None else {}))
+    except Exception:  # an invalid setting: opening the workspace says which
+        return True
+    return settings.database_url is not None or (settings.home / "mloop.db").exists()
+
+
 def _print_report(report: Any) -> None:
     verdict = "[green]passed[/green]" if report.success else "[red]FAILED[/red]"
+    warned = f", {report.warnings} warnings" if report.warnings else ""
     console.print(
         f"validation of {escape(report.dataset or 'data')} ({report.rows:,} rows) against "
-        f"suite {report.suite}@{report.suite_version}: {verdict} — "
-        f"{report.failed_checks} failed checks, {report.failing_rows:,} failing rows"
+        f"suite {escape(report.suite)}@{report.suite_version}: {verdict} — "
+        f"{report.failed_checks} failed checks, {report.failing_rows:,} failing rows{warned}"
     )
-    table = Table("", "check", "failing rows", "observed")
+    table = Table("", "check", "severity", "failing rows", "observed")
     for check in report.checks:
-        mark = "[green]✓[/green]" if check.success else "[red]✗[/red]"
+        if check.success:
+            mark = "[green]✓[/green]"
+        else:
+            mark = "[yellow]![/yellow]" if check.severity == "warn" else "[red]✗[/red]"
         if check.success and check.failing_rows == 0 and check.expectation["type"] == "column_type":
             continue
         table.add_row(
-            mark, escape(check.message), f"{check.failing_rows:,}", escape(str(check.observed))
+            mark,
+            escape(check.message),
+            check.severity,
+            f"{check.failing_rows:,}",
+            escape(str(check.observed)),
         )
     console.print(table)
     for check in report.checks:

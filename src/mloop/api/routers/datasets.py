@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from mloop.api.deps import workspace
@@ -231,19 +232,101 @@ def list_suites(ws: WS) -> list[dict[str, Any]]:
     return ws.validation.list_suites()
 
 
-@router.get("/suites/{ref}", tags=["validation"], summary="A suite (NAME or NAME@N)")
-def get_suite(ws: WS, ref: str) -> Suite:
-    return ws.validation.get_suite(ref)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+MAX_SUITE_BYTES = 16 * 1024 * 1024
+
+
+@router.get(
+    "/suites/{ref}",
+    tags=["validation"],
+    summary="A suite (NAME or NAME@N), as JSON or (?format=yaml) as YAML to edit",
+    response_model=Suite,
+    responses={200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}},
+)
+def get_suite(
+    ws: WS, ref: str, format: Annotated[Literal["json", "yaml"], Query()] = "json"
+) -> Any:
+    found = ws.validation.get_suite(ref)
+    if format == "yaml":
+        return Response(found.to_yaml(), media_type="application/yaml")
+    return found
+
+
+@router.put(
+    "/suites/{name}",
+    tags=["validation"],
+    summary="Store a suite (JSON, or YAML as edited by hand) as the next version of NAME "
+    "(the same content: the same version)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                **{t: {"schema": {"type": "string"}} for t in YAML_TYPES},
+            },
+        }
+    },
+)
+async def put_suite(ws: WS, name: str, request: Request) -> Suite:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in ("application/json", *YAML_TYPES):
+        raise InvalidInput(
+            f"content type {content_type or '(none)'!r} is not a suite: send application/json "
+            "or application/yaml"
+        )
+    body = await request.body()
+    if len(body) > MAX_SUITE_BYTES:
+        raise InvalidInput(f"a suite of {len(body):,} bytes is too large")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the suite is not UTF-8 text") from None
+    # JSON is YAML too: one parser for both, one error style
+    return await run_in_threadpool(ws.validation.apply_suite, text, name=name)
 
 
 class ValidateRequest(BaseModel):
     dataset: str
-    suite: str
+    suite: str | dict[str, Any] | None = Field(
+        default=None,
+        description="A stored suite (NAME or NAME@N), or a suite itself as a JSON object",
+    )
+    suite_yaml: str | None = Field(default=None, description="A suite written as YAML")
+
+    @model_validator(mode="after")
+    def _one_suite(self) -> ValidateRequest:
+        if (self.suite is None) == (self.suite_yaml is None):
+            raise ValueError("give the suite once: suite (a name or an object) or suite_yaml")
+        return self
 
 
-@router.post("/validations", tags=["validation"], summary="Validate a version against a suite")
-def validate(ws: WS, body: ValidateRequest) -> ValidationReport:
-    return ws.validation.validate(body.dataset, body.suite)
+def _suite_of(ws: Workspace, body: ValidateRequest) -> Suite:
+    """The request's suite: stored, inline JSON, or inline YAML (never a server-side file)."""
+    if body.suite_yaml is not None:
+        return Suite.from_yaml(body.suite_yaml, name="inline")
+    if isinstance(body.suite, dict):
+        return Suite.parse({"name": "inline", **body.suite})
+    assert body.suite is not None
+    return ws.validation.get_suite(body.suite)
+
+
+@router.post(
+    "/validations",
+    tags=["validation"],
+    summary="Validate a version against a suite: the report as JSON, or (?format=html) as one "
+    "self-contained HTML page",
+    response_model=ValidationReport,
+    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+)
+def validate(
+    ws: WS, body: ValidateRequest, format: Annotated[Literal["json", "html"], Query()] = "json"
+) -> Any:
+    report = ws.validation.validate(body.dataset, _suite_of(ws, body))
+    if format == "html":
+        from mloop.data import render_html
+
+        return HTMLResponse(render_html(report))
+    return report
 
 
 @router.post(
@@ -253,7 +336,7 @@ def validate(ws: WS, body: ValidateRequest) -> ValidationReport:
     "new version",
 )
 def quarantine(ws: WS, body: ValidateRequest) -> QuarantineResult:
-    return ws.validation.quarantine(body.dataset, body.suite)
+    return ws.validation.quarantine(body.dataset, _suite_of(ws, body))
 
 
 @router.get("/lineage/{node_type}/{node_id}", tags=["lineage"], summary="Lineage edges of a node")
