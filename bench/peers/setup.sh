@@ -21,11 +21,13 @@ make_venv() {  # make_venv NAME PIP-ARGS...
 }
 
 peers=("$@")
-[ ${#peers[@]} -eq 0 ] && peers=(mlflow)
+[ ${#peers[@]} -eq 0 ] && peers=(mlflow great_expectations pandera)
 for peer in "${peers[@]}"; do
     case "$peer" in
         # 3.18.0 needs an mlflow-skinny==3.18.0 the registry lacks
         mlflow) make_venv mlflow "mlflow<3.18" "scikit-learn" "psutil" ;;
+        great_expectations) make_venv great_expectations "great_expectations==1.24.*" "pyarrow" "psutil" ;;
+        pandera) make_venv pandera "pandera[polars]==0.35.*" "pandas" "polars" "pyarrow" "psutil" ;;
         *) echo "[peers] unknown peer $peer" >&2; exit 2 ;;
     esac
 done

@@ -367,6 +367,7 @@ def test_a_yaml_suite_takes_its_name_from_the_file_when_it_has_none() -> None:
         ),
         ("name: s\nexpectations: [{type: not_null, column: a, severity: fatal}]", "severity"),
         ("name: s\nexpectations: [{type: unique, column: a, mostly: 0.5}]", "mostly"),
+        ("name: s\nallow_extra_column: false\nexpectations: []", "allow_extra_column: Extra"),
     ],
 )
 def test_bad_suites_are_refused_with_the_reason(text: str, message: str) -> None:

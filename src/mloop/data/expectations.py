@@ -282,7 +282,7 @@ YAML_HEADER = """\
 class Suite(BaseModel):
     """A named, versioned list of expectations."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt key is an error
 
     name: str
     version: int | None = None

@@ -222,6 +222,7 @@ def describe(check: Check) -> str:
     raise AssertionError(check)  # pragma: no cover - the union is closed
 
 
+@functools.lru_cache(maxsize=256)
 def polars_type(dtype: pl.DataType) -> ColumnType:
     """The logical type of a Polars dtype (what ``logical_type`` says of its Arrow form)."""
     if dtype == pl.Boolean:
@@ -369,11 +370,23 @@ def _outside(col: pl.Expr, lo: Any, hi: Any, floats: bool) -> pl.Expr:
     return col.is_nan() if floats else pl.repeat(False, pl.len())
 
 
+def _spelling(value: str | bool | int | float) -> str:
+    """A value as Polars spells it when casting a column to text (true, 1, 1.5)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text: str = pl.Series([value], dtype=pl.Float64).cast(pl.String).item()
+    return text
+
+
 def _in_set_expr(check: InSetCheck, ctype: ColumnType, dtype: pl.DataType) -> pl.Expr:
     """True where a value is not allowed. Values compare as the column cast to text spells them
     (true, 1, 1.5), whatever the mix; strings, integers and booleans without the cast."""
     col = pl.col(check.column)
-    texts = [pl.Series([v]).cast(pl.String).item() for v in check.values]
+    texts = [_spelling(v) for v in check.values]
     if dtype == pl.String:
         if not texts:
             return col.is_not_null()
@@ -629,14 +642,21 @@ class _Evaluation:
         if unsure:
             distinct = (
                 self.frame.lazy()
-                .select(pl.col(r.check.column).drop_nulls().n_unique() for r in unsure)
+                .select(pl.col(r.check.column).n_unique() for r in unsure)
                 .collect()
                 .row(0)
             )
-            present_of = {r.index: self.height - int(counted[f"z{r.index}"] or 0) for r in unsure}
-            repeated += [
-                r for r, n in zip(unsure, distinct, strict=True) if int(n) < present_of[r.index]
-            ]
+            for row, n in zip(unsure, distinct, strict=True):
+                nulls = int(counted[f"z{row.index}"] or 0)
+                if int(n) - (1 if nulls else 0) < self.height - nulls:
+                    repeated.append(row)
+        for row in repeated:
+            if self.types[row.check.column] == "integer":
+                # the repeated values by sorting (several times faster than hashing every row
+                # for is_duplicated), then the rows holding one of them
+                values = self.frame.get_column(row.check.column).drop_nulls().sort()
+                twice = values.filter(values.diff() == 0).unique()
+                row.mask = pl.col(row.check.column).is_in(twice.implode())
         return repeated
 
     def _materialize_masks(self, repeated: Sequence[_RowCheck]) -> None:
