@@ -488,7 +488,7 @@ def main() -> None:
     report.notes.append(
         f"Frame {frame:.0f} MiB (Polars estimated_size). In the validating process: bare "
         f"interpreter + libraries {ours['base_mib']:.0f} MiB, {ours['loaded_mib']:.0f} MiB with "
-        f"the frame read (Polars maps the Parquet file, whose pages count in RSS), peak "
+        f"the frame read (Polars memory-maps the Parquet file; its pages count in RSS), peak "
         f"{ours['peak_mib']:.0f} MiB while validating. The whole `mloop data validate` process "
         f"peaks at {ours_rss:.0f} MiB."
     )
@@ -506,8 +506,9 @@ def main() -> None:
     )
     report.notes.append(
         f"Whole process: median of {runs} runs of `mloop data validate clean.parquet "
-        "suite.yaml --json` (no workspace is opened: a file against a suite file) against each "
-        "peer's script run once (import, read, build the suite, validate)."
+        "suite.yaml --json` (no workspace is opened: a file against a suite file) against the "
+        "median of as many runs of each peer's script (import, read, build the suite, validate "
+        "once)."
     )
     (work / "results.json").write_text(json.dumps(results, indent=2))
     saved = report.save("validation")

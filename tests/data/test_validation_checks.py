@@ -225,6 +225,24 @@ def test_a_warning_is_reported_but_never_fails_the_suite_nor_quarantines() -> No
     assert both.valid.height == 199
 
 
+def test_a_warned_column_type_does_not_stop_the_other_checks() -> None:
+    frame = pl.DataFrame({"x": [1.5, 2.5, 99.0]})
+    warned = run(
+        frame,
+        ColumnTypeCheck(column="x", expected="integer", severity="warn"),
+        BetweenCheck(column="x", min=0, max=10),
+    )
+    assert [(c.success, c.failing_rows) for c in warned.checks] == [(False, 3), (False, 1)]
+    assert (warned.failed_checks, warned.warnings, warned.failing_rows) == (1, 1, 1)
+    strict = run(
+        frame,
+        ColumnTypeCheck(column="x", expected="integer"),
+        BetweenCheck(column="x", min=0, max=10),
+    )
+    assert strict.checks[1].message == "not evaluated: column 'x' has the wrong type"
+    assert strict.failing_rows == 3
+
+
 def test_the_default_severity_stays_out_of_stored_bodies() -> None:
     """Suites stored before severities existed load as they were and hash the same."""
     old_body = {

@@ -684,7 +684,8 @@ class _Evaluation:
             if isinstance(check, ColumnTypeCheck):
                 seen = self.types.get(check.column)
                 ok = seen == check.expected or (check.expected == "float" and seen == "integer")
-                usable[check.column] = ok or usable.get(check.column, False)
+                if check.severity == "error":  # a warned type leaves the other checks to try
+                    usable[check.column] = ok or usable.get(check.column, False)
                 if seen is None:
                     message = f"column {check.column!r} is missing"
                 elif ok:
