@@ -137,13 +137,17 @@ def kafka_topic(kafka_server: str) -> Iterator[str]:
 # -- one fixture over every backend: the conformance suite ------------------------------------
 
 
-@pytest.fixture(params=["log", "nats", "kafka"])
+@pytest.fixture(params=["log", "nats", "nats-py", "kafka"])
 def stream(request: pytest.FixtureRequest, sqlite_ws: Workspace) -> Stream:
+    """Every backend; ``nats-py``: NATS through the nats-py client instead of the raw protocol
+    (what a server asking for TLS or credentials gets)."""
     backend = str(request.param)
     if backend == "log":
         uri = f"log://events-{uuid.uuid4().hex[:8]}"
     elif backend == "nats":
         uri = str(request.getfixturevalue("nats_subject"))
+    elif backend == "nats-py":
+        uri = str(request.getfixturevalue("nats_subject")) + "?client=nats-py"
     else:
         uri = str(request.getfixturevalue("kafka_topic"))
     return Stream(backend, uri, sqlite_ws)

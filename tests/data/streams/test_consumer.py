@@ -255,23 +255,28 @@ def test_sigterm_writes_the_batch_in_hand_then_exits(
     assert info.ack_floor.stream_seq == 500
 
 
+@pytest.mark.parametrize("client", ["raw", "nats-py"])
 def test_nats_holds_no_more_than_its_prefetch_whatever_is_waiting(
-    nats_subject: str, sqlite_ws: Workspace
+    nats_subject: str, sqlite_ws: Workspace, client: str
 ) -> None:
     from mloop.data.streams.nats import NatsSource
 
     sqlite_ws.streams.produce(nats_subject, events(range(3000)))
-    source = NatsSource(parse_stream_uri(nats_subject), "events", prefetch=200)
+    uri = parse_stream_uri(f"{nats_subject}?client={client}")
+    source = NatsSource(uri, "events", prefetch=200)
     source.open({})
     try:
-        taken = 0
+        taken, seqs = 0, []
         while taken < 3000:
             batch = source.fetch(50, 5.0)
             assert len(batch) <= 50
             taken += len(batch)
-            assert len(source._buffer) <= 200
-            assert nats_consumer_info(nats_subject, "mloop-events").num_ack_pending <= 200 + taken
-        assert taken == 3000
+            seqs += batch.offsets
+            assert source._puller is not None
+            assert len(source._puller.buffer) <= 200
+            # delivered and not acknowledged: what was taken, and at most a prefetch more
+            assert nats_consumer_info(nats_subject, "mloop-events").num_ack_pending <= taken + 200
+        assert seqs == list(range(1, 3001))
     finally:
         source.close()
 

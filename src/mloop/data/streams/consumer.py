@@ -371,7 +371,8 @@ class StreamConsumer:
     def _restore(self, latest: DatasetVersion) -> None:
         """The dataset's exact Arrow schema and the ids of its last rows (the dedup window)."""
         digests = self._datasets.segment_digests(latest)
-        ids: list[Any] = []
+        chunks: list[pa.Array] = []
+        held = 0
         for n, digest in enumerate(reversed(digests)):
             data = io.BytesIO(self._artifacts.get_bytes(digest))
             if n == 0:
@@ -383,11 +384,13 @@ class StreamConsumer:
                         f"(columns: {', '.join(self._schema.names)})"
                     )
                 data.seek(0)
-            if len(ids) >= self.window.size:
+            if held >= self.window.size:
                 break
-            column = pq.read_table(data, columns=[self.id_field]).column(0).to_pylist()
-            ids = column + ids
-        self.window.add(ids[-self.window.size :] if self.window.size else [])
+            column = pq.read_table(data, columns=[self.id_field]).column(0)
+            chunks.insert(0, column.combine_chunks())
+            held += len(column)
+        for chunk in chunks:  # oldest first: the window keeps the newest
+            self.window.add(chunk)
 
     def _segment_schema(self, version: DatasetVersion) -> pa.Schema:
         digest = self._datasets.segment_digests(version)[-1]
@@ -444,7 +447,7 @@ class StreamConsumer:
             else:
                 stats.written += table.num_rows
                 stats.version = version.ref
-                self.window.add(table.column(self.id_field).to_pylist())
+                self.window.add(table.column(self.id_field))
                 if self._created is None:
                     self._created = version  # the stored schema is the one to parse against
                     self._schema = self._segment_schema(version)
@@ -475,12 +478,11 @@ class StreamConsumer:
         table, index = parsed.table, parsed.index
         if table is None or not table.num_rows:
             return None, index, parsed.rejected
-        keep = self.window.check(table.column(self.id_field).to_pylist())
-        dropped = len(keep) - sum(keep)
+        keep = self.window.check(table.column(self.id_field))
+        dropped = len(keep) - int(keep.sum())
         if dropped:
             self.stats.duplicates += dropped
-            mask = np.asarray(keep, dtype=bool)
-            table, index = table.filter(pa.array(mask)), index[mask]
+            table, index = table.filter(pa.array(keep)), index[keep]
         return table, index, parsed.rejected
 
     def _validate(

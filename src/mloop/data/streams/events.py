@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +24,15 @@ from mloop.data.types import logical_type
 
 if TYPE_CHECKING:
     import numpy as np
+    import polars as pl
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pajson
 else:
     np = lazy_module("numpy")
     pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pl = lazy_module("polars")
     pajson = lazy_module("pyarrow.json")
 
 INVALID_JSON = "invalid_json"
@@ -325,38 +329,61 @@ def infer_schema(payloads: Sequence[bytes]) -> pa.Schema | None:
 
 class DedupWindow:
     """The ids of the last ``size`` rows written: a message whose id is among them, or earlier
-    in the same batch, is a duplicate. Memory is about 100 bytes per id."""
+    in the same batch, is a duplicate. Ids are kept as Arrow arrays (8 bytes an integer id, a
+    string's length and 4 bytes a string id) and checked with one hash lookup per batch."""
 
     def __init__(self, size: int) -> None:
         self.size = max(0, size)
-        self._seen: set[Any] = set()
-        self._order: deque[Any] = deque()
+        self._chunks: deque[pa.Array] = deque()
+        self._count = 0
+        self._values: pa.Array | None = None
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._count
 
     def __contains__(self, key: Any) -> bool:
-        return key in self._seen
+        return bool(self._count) and bool(self._known(pa.array([key]))[0])
 
-    def check(self, ids: Iterable[Any]) -> list[bool]:
+    def _known(self, ids: pa.Array) -> np.ndarray:
+        if not self._count:
+            return np.zeros(len(ids), dtype=bool)
+        if self._values is None:
+            self._values = pa.concat_arrays(list(self._chunks))
+        values = self._values
+        if values.type != ids.type:
+            values = values.cast(ids.type)
+        found = pc.is_in(ids, value_set=values)
+        return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+    def check(self, ids: Any) -> np.ndarray:
         """Per id, whether it is new (not in the window, not earlier in this batch)."""
-        seen = self._seen
-        batch: set[Any] = set()
-        keep = []
-        for key in ids:
-            fresh = key not in seen and key not in batch
-            keep.append(fresh)
-            if fresh:
-                batch.add(key)
-        return keep
+        array = _array(ids)
+        first = pl.Series(array).is_first_distinct().to_numpy()
+        return np.asarray(first & ~self._known(array), dtype=bool)
 
-    def add(self, ids: Iterable[Any]) -> None:
+    def add(self, ids: Any) -> None:
         if not self.size:
             return
-        seen, order = self._seen, self._order
-        for key in ids:
-            if key not in seen:
-                seen.add(key)
-                order.append(key)
-        while len(order) > self.size:
-            seen.discard(order.popleft())
+        array = _array(ids)
+        if not len(array):
+            return
+        self._chunks.append(array)
+        self._count += len(array)
+        while self._count > self.size:
+            excess = self._count - self.size
+            oldest = self._chunks[0]
+            if len(oldest) <= excess:
+                self._chunks.popleft()
+                self._count -= len(oldest)
+            else:
+                self._chunks[0] = oldest.slice(excess)
+                self._count -= excess
+        self._values = None
+
+
+def _array(ids: Any) -> pa.Array:
+    if isinstance(ids, pa.ChunkedArray):
+        return ids.combine_chunks() if ids.num_chunks != 1 else ids.chunk(0)
+    if isinstance(ids, pa.Array):
+        return ids
+    return pa.array(list(ids))

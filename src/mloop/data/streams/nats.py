@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -104,7 +107,363 @@ async def _stream_name(js: Any, uri: StreamURI, create: bool) -> str:
     return name
 
 
+def _delivery_of(reply: bytes | str) -> tuple[int, int]:
+    """(stream sequence, consumer sequence) from a JetStream reply subject:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``, or with
+    ``<domain>.<account hash>`` after ``$JS.ACK`` (and a trailing token) in the v2 form."""
+    tokens = reply.split(b"." if isinstance(reply, bytes) else ".")  # type: ignore[arg-type]
+    at = 5 if len(tokens) == 9 else 7
+    return int(tokens[at]), int(tokens[at + 1])
+
+
+class _Puller:
+    """Keeps a bounded buffer of delivered messages filled by pull requests sized to its free
+    room; ``take`` empties it. Subclasses move the bytes."""
+
+    def __init__(self, next_subject: str, prefetch: int, prefetch_bytes: int, name: str) -> None:
+        self.next_subject = next_subject
+        self.prefetch = prefetch
+        self.prefetch_bytes = prefetch_bytes
+        self.name = name
+        self.buffer: deque[tuple[bytes, int, Any]] = deque()
+        self.buffered_bytes = 0
+        self.outstanding = 0  # messages the current pull request may still deliver
+        self.requested_at = 0.0
+        self.delivery = 0  # the consumer sequence of the last delivery
+        self.failure: BaseException | None = None
+
+    def request(self) -> bytes | None:
+        """The next pull request's body when one is due (call with the state locked)."""
+        now = time.monotonic()
+        if self.outstanding > 0 and now - self.requested_at > PULL_EXPIRES + 2.0:
+            self.outstanding = 0  # its end never came (a reconnect): ask again
+        room = self.prefetch - len(self.buffer)
+        if (
+            self.failure is not None
+            or self.outstanding > 0
+            or room < max(1, self.prefetch // 4)
+            or self.buffered_bytes >= self.prefetch_bytes
+        ):
+            return None
+        self.outstanding, self.requested_at = room, now
+        body = {
+            "batch": room,
+            "expires": int(PULL_EXPIRES * 1e9),
+            "max_bytes": max(self.prefetch_bytes - self.buffered_bytes, 1024),
+        }
+        return json.dumps(body).encode()
+
+    def check_delivery(self, delivery: int) -> None:
+        """Consumer sequences count every delivery: one skipped is one lost on the way."""
+        if (self.delivery or not delivery) and delivery != self.delivery + 1 and not self.failure:
+            # a delivery went missing between the server and us: acking past it would lose it
+            self.failure = StreamUnavailable(
+                f"NATS delivery {self.delivery + 1} of consumer {self.name} never arrived"
+            )
+        self.delivery = delivery
+
+    def drain(self, max_messages: int) -> Fetched:
+        if self.failure is not None:  # nothing after a gap is handed out
+            raise StreamUnavailable(f"NATS pull failed: {self.failure}")
+        buffer = self.buffer
+        count = min(max_messages, len(buffer))
+        items = [buffer.popleft() for _ in range(count)]
+        payloads = [item[0] for item in items]
+        self.buffered_bytes -= sum(map(len, payloads))
+        return Fetched(
+            payloads, [item[1] for item in items], [0] * count, items[-1][2] if items else None
+        )
+
+
+class _RawPuller(_Puller):
+    """The pull protocol on a plain socket read by a thread of its own: a JetStream message
+    costs a few microseconds here against tens through nats-py's asyncio client."""
+
+    def __init__(
+        self, address: str, next_subject: str, prefetch: int, prefetch_bytes: int, name: str
+    ) -> None:
+        super().__init__(next_subject, prefetch, prefetch_bytes, name)
+        host, _, port = address.rpartition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT)
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.inbox = f"_INBOX.mloop.{uuid.uuid4().hex}".encode()
+        self.closed = False
+        self.thread = threading.Thread(target=self._read, daemon=True, name="mloop-nats")
+        self.rest = b""
+        self.split: int | None = None  # how many dots end a reply subject after the sequence
+
+    def handshake(self) -> bool:
+        """INFO, CONNECT, PING/PONG, SUB; False when the server wants TLS or credentials."""
+        info = self._line()
+        if not info.startswith(b"INFO "):
+            raise StreamUnavailable(f"not a NATS server: {info[:80]!r}")
+        details = json.loads(info[5:])
+        if details.get("tls_required") or details.get("auth_required"):
+            return False
+        connect = {
+            "verbose": False,
+            "pedantic": False,
+            "name": "mloop-stream",
+            "lang": "python",
+            "version": "mloop",
+            "protocol": 1,
+            "headers": True,
+            "no_responders": True,
+        }
+        self.sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n")
+        while True:
+            line = self._line()
+            if line == b"PONG":
+                break
+            if line.startswith(b"-ERR"):
+                raise StreamUnavailable(f"NATS refused the connection: {line.decode()}")
+        self.sock.sendall(b"SUB " + self.inbox + b" 1\r\n")
+        self.sock.settimeout(0.25)
+        self.thread.start()
+        self._pull()
+        return True
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.rest:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise StreamUnavailable("NATS closed the connection")
+            self.rest += chunk
+        line, _, self.rest = self.rest.partition(b"\r\n")
+        return line
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            if not self.closed:
+                self.failure = self.failure or StreamUnavailable(f"NATS connection failed: {exc}")
+
+    def _pull(self) -> None:
+        with self.lock:
+            body = self.request()
+            if body is not None:
+                subject = self.next_subject.encode()
+                self._send(b"PUB %s %s %d\r\n%s\r\n" % (subject, self.inbox, len(body), body))
+
+    def _read(self) -> None:
+        buf = self.rest
+        while not self.closed:
+            try:
+                chunk = self.sock.recv(4 * 2**20)
+            except TimeoutError:
+                chunk = None
+            except OSError as exc:
+                if not self.closed:
+                    self._fail(StreamUnavailable(f"NATS connection failed: {exc}"))
+                return
+            if chunk == b"":
+                self._fail(StreamUnavailable("NATS closed the connection"))
+                return
+            if chunk:
+                buf = buf + chunk if buf else chunk
+                try:
+                    buf = self._parse(buf)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
+            self._pull()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.lock:
+            self.failure = self.failure or exc
+            self.arrived.notify_all()
+
+    def _parse(self, buf: bytes) -> bytes:
+        """Every complete protocol message in ``buf``; returns the incomplete rest.
+
+        The hot path: a message is ``MSG <inbox> <sid> <reply> <size>``, its payload, and a
+        reply subject ``$JS.ACK.<stream>.<consumer>.<n>.<sseq>.<cseq>.<ts>.<pending>`` (the v2
+        form adds a domain and an account before and a token after) that gives the stream
+        sequence; the consumer sequences of a chunk are checked to follow each other."""
+        payloads: list[bytes] = []
+        seqs: list[int] = []
+        replies: list[bytes] = []
+        ended = False
+        pos, size = 0, len(buf)
+        find, rfind = buf.find, buf.rfind
+        while True:
+            eol = find(b"\r\n", pos)
+            if eol < 0:
+                break
+            op = buf[pos : pos + 4]
+            if op == b"MSG ":
+                space = rfind(b" ", pos, eol)
+                end = eol + 2 + int(buf[space + 1 : eol])
+                if end + 2 > size:
+                    break
+                payload = buf[eol + 2 : end]
+                start = rfind(b" ", pos, space) + 1
+                reply = buf[start:space] if buf[start : start + 8] == b"$JS.ACK." else b""
+            elif op == b"HMSG":
+                parts = buf[pos + 5 : eol].split(b" ")
+                head, end = eol + 2 + int(parts[-2]), eol + 2 + int(parts[-1])
+                if end + 2 > size:
+                    break
+                reply = parts[2] if len(parts) == 5 else b""
+                status = buf[eol + 11 : eol + 14]  # "NATS/1.0 408 Request Timeout"
+                if buf[eol + 10 : eol + 11] == b" " and status.isdigit():
+                    # 100 a heartbeat; 404 none, 408 expired, 409 a limit: the request is over
+                    ended = ended or status != b"100"
+                    pos = end + 2
+                    continue
+                payload = buf[head:end]
+                if not reply.startswith(b"$JS.ACK."):
+                    reply = b""
+            else:
+                line = buf[pos:eol]
+                if line == b"PING":
+                    self._send(b"PONG\r\n")
+                elif line.startswith(b"-ERR"):
+                    raise StreamUnavailable(f"NATS error: {line.decode(errors='replace')}")
+                pos = eol + 2  # PONG, +OK, INFO
+                continue
+            pos = end + 2
+            if reply:
+                if self.split is None:
+                    self.split = 4 if reply.count(b".") == 8 else 5
+                seqs.append(int(reply.rsplit(b".", self.split)[1]))
+                payloads.append(payload)
+                replies.append(reply)
+        if payloads:
+            first, last = _delivery_of(replies[0])[1], _delivery_of(replies[-1])[1]
+            if last - first + 1 != len(replies):  # a delivery missing inside the chunk
+                self.check_delivery(0)
+            self.check_delivery(first)
+            self.delivery = last
+        if payloads or ended:
+            with self.lock:
+                if payloads:
+                    self.buffer.extend(zip(payloads, seqs, replies, strict=True))
+                    self.buffered_bytes += sum(map(len, payloads))
+                    self.outstanding -= len(payloads)
+                if ended:
+                    self.outstanding = 0
+                self.arrived.notify_all()
+        return buf[pos:]
+
+    def take(self, max_messages: int, timeout: float) -> Fetched:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not self.buffer and self.failure is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.arrived.wait(left)
+            fetched = self.drain(max_messages)
+        self._pull()
+        return fetched
+
+    def ack(self, reply: bytes) -> None:
+        if self.failure is not None:
+            raise StreamUnavailable(f"NATS pull failed: {self.failure}")
+        with self.lock:
+            self._send(b"PUB %s 4\r\n+ACK\r\n" % reply)
+        if self.failure is not None:
+            raise StreamUnavailable(f"NATS acknowledgement failed: {self.failure}")
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        if self.thread.is_alive():
+            self.thread.join(5)
+
+
+class _ClientPuller(_Puller):
+    """The same through nats-py (a server that wants TLS or credentials): slower."""
+
+    def __init__(
+        self, loop: _Loop, nc: Any, next_subject: str, prefetch: int, prefetch_bytes: int, name: str
+    ) -> None:
+        super().__init__(next_subject, prefetch, prefetch_bytes, name)
+        self.loop, self.nc = loop, nc
+        self.wake: asyncio.Event | None = None
+        self.arrived: asyncio.Event | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.loop.run(self._start(), timeout=30)
+
+    async def _start(self) -> None:
+        self.inbox = self.nc.new_inbox()
+        self.wake, self.arrived = asyncio.Event(), asyncio.Event()
+        await self.nc.subscribe(
+            self.inbox,
+            cb=self._on_message,
+            pending_msgs_limit=4 * self.prefetch + 1000,
+            pending_bytes_limit=4 * self.prefetch_bytes,
+        )
+        self.task = asyncio.get_running_loop().create_task(self._pull())
+
+    async def _on_message(self, msg: Any) -> None:
+        assert self.wake is not None
+        assert self.arrived is not None
+        headers = msg.headers
+        if headers and headers.get("Status"):
+            if headers.get("Status") != "100":
+                self.outstanding = 0
+                self.wake.set()
+            return
+        seq, delivery = _delivery_of(msg.reply)
+        self.check_delivery(delivery)
+        self.buffer.append((msg.data, seq, msg.reply))
+        self.buffered_bytes += len(msg.data)
+        self.outstanding -= 1
+        self.arrived.set()
+        if self.outstanding <= 0:
+            self.wake.set()
+
+    async def _pull(self) -> None:
+        assert self.wake is not None
+        try:
+            while True:
+                body = self.request()
+                if body is not None:
+                    await self.nc.publish(self.next_subject, body, reply=self.inbox)
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), PULL_EXPIRES)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # surfaced by the next take
+            self.failure = exc
+
+    async def _take(self, max_messages: int, timeout: float) -> Fetched:
+        assert self.wake is not None
+        assert self.arrived is not None
+        if not self.buffer:
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout)
+        fetched = self.drain(max_messages)  # in the loop's thread: nothing after a gap
+        self.wake.set()
+        return fetched
+
+    def take(self, max_messages: int, timeout: float) -> Fetched:
+        return self.loop.run(self._take(max_messages, timeout))  # type: ignore[no-any-return]
+
+    def ack(self, reply: str) -> None:
+        if self.failure is not None:
+            raise StreamUnavailable(f"NATS pull failed: {self.failure}")
+        self.loop.run(self.nc.publish(reply, b"+ACK"), timeout=30)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.loop.loop.call_soon_threadsafe(self.task.cancel)
+
+
 class NatsSource(StreamSource):
+    """``?client=nats-py`` moves messages through nats-py instead of the raw protocol (always
+    so when the server asks for TLS or credentials)."""
+
     def __init__(
         self, uri: StreamURI, dataset: str, *, prefetch: int = 50_000, prefetch_bytes: int = 2**26
     ) -> None:
@@ -114,17 +473,14 @@ class NatsSource(StreamSource):
         self.ack_wait = option_int(uri, "ack_wait", 300)
         self.prefetch = max(1, prefetch)
         self.prefetch_bytes = prefetch_bytes
+        self.client = uri.options.get("client", "raw")
+        if self.client not in ("raw", "nats-py"):
+            raise InvalidInput(f"client={self.client!r}: use raw or nats-py")
         self.stream = ""
         self._loop: _Loop | None = None
         self._nc: Any = None
-        self._buffer: deque[tuple[bytes, int, str]] = deque()
-        self._buffered_bytes = 0
-        self._outstanding = 0  # messages the current pull request may still deliver
-        self._wake_puller: asyncio.Event | None = None
-        self._arrived: asyncio.Event | None = None
-        self._puller: asyncio.Task[None] | None = None
+        self._puller: _RawPuller | _ClientPuller | None = None
         self._failure: BaseException | None = None
-        self._delivery = 0  # the consumer sequence of the last delivery
         self._warnings: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -133,6 +489,23 @@ class NatsSource(StreamSource):
         self._loop = _Loop()
         try:
             self._loop.run(self._open(resume.get(0, 0)), timeout=60)
+            next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+            args = (next_subject, self.prefetch, self.prefetch_bytes, self.durable)
+            if self.client == "raw":
+                for address in self._uri.servers.split(","):
+                    try:
+                        raw = _RawPuller(address, *args)
+                    except OSError:
+                        continue
+                    if raw.handshake():
+                        self._puller = raw
+                    else:
+                        raw.close()
+                    break
+            if self._puller is None:
+                client = _ClientPuller(self._loop, self._nc, *args)
+                client.start()
+                self._puller = client
         except BaseException:
             self.close()
             raise
@@ -164,146 +537,40 @@ class NatsSource(StreamSource):
             max_deliver=-1,
         )
         await js.add_consumer(self.stream, config)
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
-        self._inbox = self._nc.new_inbox()
-        self._wake_puller = asyncio.Event()
-        self._arrived = asyncio.Event()
-        await self._nc.subscribe(
-            self._inbox,
-            cb=self._on_message,
-            pending_msgs_limit=4 * self.prefetch + 1000,
-            pending_bytes_limit=4 * self.prefetch_bytes,
-        )
-        self._puller = asyncio.get_running_loop().create_task(self._pull())
-
-    def close(self) -> None:
-        if self._loop is None:
-            return
-        with contextlib.suppress(Exception):
-            self._loop.run(self._close(), timeout=10)
-        self._loop.stop()
-        self._loop = None
-
-    async def _close(self) -> None:
-        if self._puller is not None:
-            self._puller.cancel()
-            with contextlib.suppress(BaseException):
-                await self._puller
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-
-    # -- the pull loop (event loop thread) -------------------------------------------------
 
     def _on_error(self, exc: Exception) -> None:
         from nats.errors import SlowConsumerError
 
-        if isinstance(exc, SlowConsumerError):  # a delivery was dropped: never ack past it
-            self._failure = exc
+        if isinstance(exc, SlowConsumerError) and self._puller is not None:
+            self._puller.failure = exc  # a delivery was dropped: never ack past it
 
-    async def _on_message(self, msg: Any) -> None:
-        headers = msg.headers
-        if headers and headers.get("Status"):
-            status = headers.get("Status")
-            if status not in ("100",):  # 404 no messages, 408 expired, 409 limits: request over
-                self._outstanding = 0
-                assert self._wake_puller is not None
-                self._wake_puller.set()
+    def close(self) -> None:
+        if self._puller is not None:
+            self._puller.close()
+            self._puller = None
+        if self._loop is None:
             return
-        reply = msg.reply
-        tokens = reply.split(".")
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or with
-        # <domain>.<account hash> after $JS.ACK (and a trailing token) in the v2 form
-        at = 5 if len(tokens) == 9 else 7
-        seq, delivery = int(tokens[at]), int(tokens[at + 1])
-        if self._delivery and delivery != self._delivery + 1:
-            # a delivery went missing between the server and us: acking past it would lose it
-            self._failure = StreamUnavailable(
-                f"NATS delivery {self._delivery + 1} of consumer {self.durable} never arrived"
-            )
-        self._delivery = delivery
-        data = msg.data
-        self._buffer.append((data, seq, reply))
-        self._buffered_bytes += len(data)
-        self._outstanding -= 1
-        assert self._arrived is not None
-        assert self._wake_puller is not None
-        self._arrived.set()
-        if self._outstanding <= 0:
-            self._wake_puller.set()
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                self._loop.run(self._nc.close(), timeout=10)
+        self._loop.stop()
+        self._loop = None
 
-    async def _pull(self) -> None:
-        assert self._wake_puller is not None
-        try:
-            while True:
-                room = self.prefetch - len(self._buffer)
-                if (
-                    self._outstanding <= 0
-                    and room >= max(1, self.prefetch // 4)
-                    and self._buffered_bytes < self.prefetch_bytes
-                ):
-                    self._outstanding = room
-                    request = {
-                        "batch": room,
-                        "expires": int(PULL_EXPIRES * 1e9),
-                        "max_bytes": max(self.prefetch_bytes - self._buffered_bytes, 1024),
-                    }
-                    await self._nc.publish(
-                        self._next_subject, json.dumps(request).encode(), reply=self._inbox
-                    )
-                self._wake_puller.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_puller.wait(), PULL_EXPIRES + 1.0)
-                if self._outstanding > 0 and not self._wake_puller.is_set():
-                    self._outstanding = 0  # the request's end never came (reconnect): ask again
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # surfaced by the next fetch
-            self._failure = exc
-
-    async def _take(self, max_messages: int, timeout: float) -> Fetched:
-        assert self._arrived is not None
-        assert self._wake_puller is not None
-        if not self._buffer:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
-        if self._failure is not None:  # checked here, in the loop's thread: nothing after a gap
-            raise StreamUnavailable(f"NATS pull from {self.uri} failed: {self._failure}")
-        payloads: list[bytes] = []
-        offsets: list[int] = []
-        last_reply = None
-        buffer = self._buffer
-        size = 0
-        while buffer and len(payloads) < max_messages:
-            data, seq, last_reply = buffer.popleft()
-            payloads.append(data)
-            offsets.append(seq)
-            size += len(data)
-        self._buffered_bytes -= size
-        self._wake_puller.set()
-        return Fetched(payloads, offsets, [0] * len(offsets), last_reply)
-
-    # -- the consumer's calls (its own thread) ---------------------------------------------
+    # -- the consumer's calls --------------------------------------------------------------
 
     def fetch(self, max_messages: int, timeout: float) -> Fetched:
-        if self._failure is not None:
-            raise StreamUnavailable(f"NATS pull from {self.uri} failed: {self._failure}")
-        if self._loop is None:
+        if self._puller is None:
             raise StreamUnavailable(f"{self.uri} is not open")
-        return self._loop.run(self._take(max_messages, timeout))  # type: ignore[no-any-return]
+        return self._puller.take(max_messages, timeout)
 
     def ack(self, fetched: Sequence[Fetched]) -> None:
         """AckAll: acknowledging the highest sequence of the batch covers all before it."""
-        if self._failure is not None:
-            raise StreamUnavailable(f"NATS pull from {self.uri} failed: {self._failure}")
-        best: tuple[int, str] | None = None
+        best: tuple[int, Any] | None = None
         for f in fetched:
             if f.token is not None and f.offsets and (best is None or f.offsets[-1] > best[0]):
                 best = (f.offsets[-1], f.token)
-        if best is None or self._loop is None:
-            return
-        self._loop.run(self._nc.publish(best[1], b"+ACK"), timeout=30)
+        if best is not None and self._puller is not None:
+            self._puller.ack(best[1])
 
     def describe(self) -> dict[str, Any]:
         return {"stream": self.stream, "durable": self.durable}
