@@ -25,7 +25,12 @@ class _LazyModule(types.ModuleType):
         return importlib.import_module(self._mloop_target)
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self._load(), attr)
+        # only reached for names not cached yet: after the first lookup a name is an ordinary
+        # attribute of this stand-in, as fast as on the module itself
+        value = getattr(self._load(), attr)
+        if not attr.startswith("__"):
+            self.__dict__[attr] = value
+        return value
 
     def __dir__(self) -> list[str]:
         return dir(self._load())
