@@ -146,11 +146,9 @@ class _Puller:
         ):
             return None
         self.outstanding, self.requested_at = room, now
-        body = {
-            "batch": room,
-            "expires": int(PULL_EXPIRES * 1e9),
-            "max_bytes": max(self.prefetch_bytes - self.buffered_bytes, 1024),
-        }
+        body = {"batch": room, "expires": int(PULL_EXPIRES * 1e9)}
+        if self.buffered_bytes:  # an empty buffer takes a message of any size
+            body["max_bytes"] = self.prefetch_bytes - self.buffered_bytes
         return json.dumps(body).encode()
 
     def check_delivery(self, delivery: int) -> None:
