@@ -16,7 +16,7 @@ import pytest
 
 from mloop.core.errors import Conflict, InvalidInput
 from mloop.data import BetweenCheck, Suite
-from mloop.data.streams import QUARANTINE_COLUMNS, StreamStats, parse_stream_uri
+from mloop.data.streams import QUARANTINE_COLUMNS, LocalLog, StreamStats, parse_stream_uri
 from mloop.workspace import Workspace
 from stream_helpers import Stream, dumps, events, nats_consumer_info, spawn_stream, wait_started
 
@@ -325,3 +325,67 @@ def test_the_cli_produces_and_streams(tmp_path: Any, sqlite_ws: Workspace) -> No
     assert "unknown stream scheme" in err
     counts = Counter(r["_mloop_kind"] for r in quarantine(sqlite_ws, "clicks"))
     assert counts == {"invalid_json": 1}
+
+
+def test_rows_the_dataset_refuses_at_the_last_moment_go_to_the_quarantine(
+    log_stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer changed the dataset's schema between parsing and appending: the rows
+    join the batch's rejected events in the quarantine; nothing is lost."""
+    from mloop.data import SchemaChanged
+
+    ws = log_stream.ws
+    log_stream.produce([*events(range(10)), b"bad one", b"bad two"])
+    real = ws.datasets.append
+
+    def refuse(name: str, table: pa.Table, **kw: Any) -> Any:
+        if name == "events":
+            raise SchemaChanged("the rows do not match dataset 'events': changed", [])
+        return real(name, table, **kw)
+
+    monkeypatch.setattr(ws.datasets, "append", refuse)
+    stats = consume(log_stream, max_events=12, batch_size=100)
+    assert (stats.written, stats.quarantined, stats.reasons["schema"]) == (0, 12, 10)
+    rows = quarantine(ws)
+    assert len(rows) == 12
+    assert sum("changed" in r["_mloop_reason"] for r in rows) == 10
+
+
+def test_pii_never_reaches_the_quarantine_raw(sqlite_ws: Workspace) -> None:
+    """The dataset's PII policy protects its rows and the raw events of its quarantine (also
+    a quarantine of another name); reasons name fields, never values."""
+    secret = "merchant-4111-1111-1111-1111"
+    sqlite_ws.datasets.set_policy("events", {"merchant": "hash"})
+    good = [dumps({"id": i, "amount": 1.5, "merchant": secret}) for i in range(5)]
+    bad = [
+        dumps({"id": 5, "amount": "1.5", "merchant": secret}),  # a string for a float
+        dumps({"id": 6, "amount": 1.0, "merchant": secret, "extra": 1}),
+        dumps({"amount": 1.0, "merchant": secret}),  # no id
+    ]
+    sqlite_ws.streams.produce("log://pii", good)
+    assert sqlite_ws.streams.consume("events", "log://pii", max_events=5).written == 5
+    for quarantine_name in (None, "held"):  # NAME.quarantine, then a quarantine of another name
+        sqlite_ws.streams.produce("log://pii", bad)
+        stats = sqlite_ws.streams.consume(
+            "events", "log://pii", max_events=3, quarantine=quarantine_name
+        )
+        assert stats.quarantined == 3
+    for dataset in ("events", "events.quarantine", "held"):
+        text = str(sqlite_ws.datasets.load(dataset).to_pylist())
+        assert secret not in text, dataset
+    rows = sqlite_ws.datasets.load("held").to_pylist()
+    assert all(r["_mloop_payload"] is None or "merchant" in r["_mloop_payload"] for r in rows)
+
+
+def test_offsets_and_rows_commit_together_on_each_metadata_backend(ws: Workspace) -> None:
+    """SQLite and PostgreSQL: the offsets travel in the version's transaction."""
+    stream = Stream("log", "log://events", ws)
+    stream.produce([*events(range(100)), *events(range(50, 60)), *events(range(100, 200))])
+    assert consume(stream, max_events=100).written == 100
+    rest = consume(stream, max_events=110)
+    assert (rest.written, rest.duplicates) == (100, 10)
+    assert sorted(ids(ws)) == list(range(200))
+    state = ws.streams.state("events", "log://events")
+    assert state is not None
+    last = LocalLog(ws.home / "streams" / "events.log").read(0, 1000)[1][-1]
+    assert state["offsets"] == {"0": last}

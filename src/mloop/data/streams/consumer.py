@@ -349,6 +349,7 @@ class StreamConsumer:
         self._done = _offsets(self._datasets.source_state(self.dataset, source))
         self._quarantined = _offsets(self._datasets.source_state(self.quarantine, source))
         self._check_quarantine()
+        self._protect_quarantine()
         latest = self._latest(self.dataset)
         if latest is not None:
             self._created = latest
@@ -367,6 +368,16 @@ class StreamConsumer:
                 f"dataset {self.quarantine!r} exists with other columns than a stream's "
                 f"quarantine ({', '.join(QUARANTINE_COLUMNS)}); name another with --quarantine"
             )
+
+    def _protect_quarantine(self) -> None:
+        """Rejected events hold the dataset's PII too: a quarantine named otherwise than
+        ``NAME.quarantine`` (which has NAME's policy) gets NAME's PII tags."""
+        if self.quarantine == f"{self.dataset}.quarantine":
+            return
+        pii = (self._datasets.policy(self.dataset, missing_ok=True) or {}).get("pii") or {}
+        held = (self._datasets.policy(self.quarantine, missing_ok=True) or {}).get("pii") or {}
+        if any(held.get(column) != action for column, action in pii.items()):
+            self._datasets.set_policy(self.quarantine, pii)
 
     def _restore(self, latest: DatasetVersion) -> None:
         """The dataset's exact Arrow schema and the ids of its last rows (the dedup window)."""
@@ -443,7 +454,7 @@ class StreamConsumer:
                 if latest is not None:
                     self._schema = self._segment_schema(latest)
                 moved = [(int(i), SCHEMA, exc.message) for i in index]
-                self._write_quarantine(moved, payloads, partitions, offsets, done)
+                self._write_quarantine(moved, payloads, partitions, offsets, done, again=True)
             else:
                 stats.written += table.num_rows
                 stats.version = version.ref
@@ -515,10 +526,14 @@ class StreamConsumer:
         partitions: np.ndarray,
         offsets: np.ndarray,
         done: dict[int, int],
+        again: bool = False,
     ) -> None:
-        # rows a previous run already quarantined (it died before writing the data) stay out
+        # rows a previous run already quarantined (it died before writing the data) stay out;
+        # ``again``: rows of this batch the data refused after its quarantine was written
         rows = [
-            r for r in rejected if offsets[r[0]] > self._quarantined.get(int(partitions[r[0]]), -1)
+            r
+            for r in rejected
+            if again or offsets[r[0]] > self._quarantined.get(int(partitions[r[0]]), -1)
         ]
         for _, kind, _ in rows:
             self.stats.reasons[kind] = self.stats.reasons.get(kind, 0) + 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,8 +103,7 @@ def explain(payload: bytes, schema: pa.Schema | None, error: str | None = None) 
     try:
         value = _loads(payload)
     except JSON_ERRORS as exc:
-        shown = payload[:80].decode("utf-8", "backslashreplace")
-        return INVALID_JSON, f"not valid JSON ({exc}): {shown!r}"
+        return INVALID_JSON, f"not valid JSON: {exc}"
     if not isinstance(value, dict):
         return INVALID_JSON, f"not a JSON object but {_kind(value)}"
     if schema is not None:
@@ -118,18 +118,18 @@ def explain(payload: bytes, schema: pa.Schema | None, error: str | None = None) 
             accepted = _accepts(f.type)
             if accepted is not None and _kind(got) not in accepted:
                 return SCHEMA, (
-                    f"field {f.name!r} is {_kind(got)} ({_short(got)}), "
+                    f"field {f.name!r} is {_kind(got)}, "
                     f"the dataset's column is {logical_type(f.type)}"
                 )
     if payload.count(b"\n") or payload.count(b"\r"):
         return INVALID_JSON, "a message holding several lines"
     detail = (error or "it does not parse as one row").removeprefix("JSON parse error: ")
-    return SCHEMA, f"does not fit the dataset's columns: {detail}"
+    return SCHEMA, f"does not fit the dataset's columns: {_UNQUOTE.sub('', detail)}"
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+# reasons name fields, never values (the message itself is in the quarantine, protected like
+# the dataset's columns when they are PII): Arrow quotes what it could not convert
+_UNQUOTE = re.compile(r"(?<=couldn't parse):.*", re.S)
 
 
 def _read(data: bytes, schema: pa.Schema | None, block_size: int) -> pa.Table:
@@ -237,8 +237,7 @@ def _screen(
         try:
             p.decode("utf-8")
         except UnicodeDecodeError as exc:
-            shown = p[:80].decode("utf-8", "backslashreplace")
-            rejected.append((i, INVALID_JSON, f"not UTF-8 text ({exc.reason}): {shown!r}"))
+            rejected.append((i, INVALID_JSON, f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
             continue
         if b"\n" in p or b"\r" in p:
             try:
