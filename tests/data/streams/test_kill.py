@@ -78,7 +78,11 @@ def _kill_and_restart(
                 elif wait_started(process):
                     if moment == 2:  # once it has written a batch: mid-stream
                         deadline = time.monotonic() + 30
-                        while _rows(ws) == before and time.monotonic() < deadline:
+                        while (
+                            _rows(ws) == before
+                            and producer.is_alive()
+                            and time.monotonic() < deadline
+                        ):
                             time.sleep(0.01)
                     time.sleep(rng.uniform(0.0, 1.0))
                 assert process.poll() is None, process.communicate()[1].decode()[-3000:]
