@@ -47,7 +47,7 @@ from mloop.data.streams.events import (
     Parsed,
     parse_batch,
 )
-from mloop.data.validation import REASON_COLUMN, Suite, ValidationService, split_frame
+from mloop.data.validation import REASON_COLUMN, Suite, ValidationService
 from mloop.data.versioning import SchemaChanged, SourceState
 from mloop.storage import ArtifactStore
 
@@ -502,7 +502,9 @@ class StreamConsumer:
         assert self._suite is not None
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        result = split_frame(frame, self._suite, f"{self.dataset} (stream batch)")
+        # through the service: distribution checks against a dataset version get their
+        # reference (read once, cached)
+        result = self._validation.split(frame, self._suite, f"{self.dataset} (stream batch)")
         failed = result.failed
         if not failed.height:
             return table, index
