@@ -8,6 +8,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis.strategies as st
@@ -40,12 +41,11 @@ from mloop.data.distribution import Reference
 from mloop.data.validation import REASON_COLUMN
 from mloop.workspace import Workspace
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 def orders(n: int = 200) -> pl.DataFrame:
     """``n`` clean orders: id, sku like ``AB-0001``, price × qty = total, a city, a recent
-    timestamp and a day."""
+    timestamp and a day (times relative to now, when called: a long suite must not age them)."""
+    now = dt.datetime.now(dt.UTC)
     return pl.DataFrame(
         {
             "id": list(range(n)),
@@ -53,8 +53,8 @@ def orders(n: int = 200) -> pl.DataFrame:
             "price": [1.0 + i % 10 for i in range(n)],
             "qty": [1 + i % 3 for i in range(n)],
             "city": [("NY", "LA", "SF")[i % 3] for i in range(n)],
-            "at": [NOW - dt.timedelta(minutes=i) for i in range(n)],
-            "day": [NOW.date() - dt.timedelta(days=i % 2) for i in range(n)],
+            "at": [now - dt.timedelta(minutes=i) for i in range(n)],
+            "day": [now.date() - dt.timedelta(days=i % 2) for i in range(n)],
         }
     ).with_columns(total=pl.col("price") * pl.col("qty"))
 
@@ -114,21 +114,21 @@ def test_each_check_passes_on_good_rows_and_fails_on_bad_ones(
         (RowCountCheck(max=199), None, "expected row count between None and 199"),
         (
             FreshnessCheck(column="at", max_age="1h"),
-            orders().with_columns(at=pl.col("at") - dt.timedelta(hours=2)),
+            lambda: orders().with_columns(at=pl.col("at") - dt.timedelta(hours=2)),
             "is 2.0h old; expected within 1h",
         ),
         (
             FreshnessCheck(column="at", max_age="2d"),
-            orders().with_columns(at=pl.col("at") - dt.timedelta(days=3)),
+            lambda: orders().with_columns(at=pl.col("at") - dt.timedelta(days=3)),
             "is 3.0d old; expected within 2d",
         ),
-        (FreshnessCheck(column="day", max_age="12h"), orders().head(0), "day: no values"),
+        (FreshnessCheck(column="day", max_age="12h"), lambda: orders().head(0), "day: no values"),
     ],
 )
 def test_table_checks_fail_the_whole_table(
-    check: Any, frame: pl.DataFrame | None, message: str
+    check: Any, frame: Callable[[], pl.DataFrame] | None, message: str
 ) -> None:
-    data = orders() if frame is None else frame
+    data = orders() if frame is None else frame()
     report = run(data, check)
     assert not report.success
     assert message in report.checks[0].message
@@ -139,7 +139,7 @@ def test_table_checks_fail_the_whole_table(
 
 
 def test_freshness_reads_naive_times_as_utc_and_aware_ones_as_they_are() -> None:
-    recent = NOW - dt.timedelta(minutes=30)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     naive = pl.DataFrame({"at": [recent.replace(tzinfo=None)]})
     aware = pl.DataFrame({"at": [recent]}).with_columns(
         pl.col("at").dt.convert_time_zone("Asia/Tokyo")
