@@ -277,7 +277,13 @@ def main() -> None:
         default=os.environ.get("BENCH_PG_URL"),
         help="a PostgreSQL database URL for the 100k-run search (optional)",
     )
+    parser.add_argument(
+        "--only",
+        default="local,server,model,big",
+        help="comma-separated sections: local, server, model, big (default: all)",
+    )
     args = parser.parse_args()
+    sections = set(args.only.split(","))
     n_metrics = 2_000 if args.quick else 10_000
     n_runs = 200 if args.quick else 1_000
     n_big = 10_000 if args.quick else 100_000
@@ -288,172 +294,178 @@ def main() -> None:
     report = Report("Experiment tracking", f"MLflow {version}")
     print(f"mloop vs MLflow {version}; work folder {WORK}", flush=True)
 
-    # 1. 10k metric values, local store
-    ours = run_ours(MLOOP_METRICS.format(uri=str(clean(WORK / "local-mloop")), n=n_metrics))
-    peer = run_peer(
-        "mlflow",
-        MLFLOW_METRICS.format(
-            uri=f"sqlite:///{clean(WORK / 'local-mlflow') / 'mlflow.db'}", n=n_metrics
-        ),
-        MLFLOW_ENV,
-    )
-    report.add(
-        Row(
-            f"{n_metrics:,} log_metric calls in one run, local store (fluent API)",
-            ours["seconds"],
-            peer["seconds"],
-            target="≥ 50×",
-        )
-    )
-
-    # 2. over HTTP
-    mloop_srv = mloop_server(clean(WORK / "server-mloop"))
-    mlflow_srv = mlflow_server(clean(WORK / "server-mlflow"))
-    try:
-        idle_ours, idle_peer = mloop_srv.rss_mib(), mlflow_srv.rss_mib()
-        ours = run_ours(MLOOP_METRICS.format(uri=mloop_srv.url, n=n_metrics))
-        peer = run_peer(
-            "mlflow", MLFLOW_METRICS.format(uri=mlflow_srv.url, n=n_metrics), MLFLOW_ENV
-        )
-        report.add(
-            Row(
-                f"{n_metrics:,} log_metric calls in one run, over HTTP",
-                ours["seconds"],
-                peer["seconds"],
-                target="≥ 100× (MLflow --workers 1)",
-            )
-        )
-
-        ours = run_ours(MLOOP_RUNS.format(uri=mloop_srv.url, n=n_runs))
-        peer = run_peer("mlflow", MLFLOW_RUNS.format(uri=mlflow_srv.url, n=n_runs), MLFLOW_ENV)
-        report.add(
-            Row(
-                f"{n_runs:,} runs × 10 params × 10 metrics, over HTTP",
-                ours["seconds"],
-                peer["seconds"],
-                target="≥ 20×",
-            )
-        )
-
-        ours = run_ours(
-            MLOOP_SEARCH.format(uri=mloop_srv.url, filter=FILTER, order=ORDER, n=n_runs)
-        )
+    if "local" in sections:
+        # 1. 10k metric values, local store
+        ours = run_ours(MLOOP_METRICS.format(uri=str(clean(WORK / "local-mloop")), n=n_metrics))
         peer = run_peer(
             "mlflow",
-            MLFLOW_SEARCH.format(uri=mlflow_srv.url, filter=FILTER, order=ORDER, n=n_runs),
+            MLFLOW_METRICS.format(
+                uri=f"sqlite:///{clean(WORK / 'local-mlflow') / 'mlflow.db'}", n=n_metrics
+            ),
             MLFLOW_ENV,
         )
         report.add(
             Row(
-                f"filtered, ordered top-100 search over {n_runs:,} runs",
-                ours["top_ms"],
-                peer["top_ms"],
-                unit="ms",
-                target="≥ 10×",
+                f"{n_metrics:,} log_metric calls in one run, local store (fluent API)",
+                ours["seconds"],
+                peer["seconds"],
+                target="≥ 50×",
             )
-        )
-        report.add(
-            Row(
-                f"fetch all {n_runs:,} runs",
-                ours["all_ms"],
-                peer["all_ms"],
-                unit="ms",
-                target="≥ 10×",
-            )
-        )
-        same = len(ours["top_ids"]) == len(peer["top_names"]) and ours["all"] == peer["all"]
-        report.notes.append(
-            f"Search results agree in size: top-100 {len(ours['top_ids'])} vs "
-            f"{len(peer['top_names'])}, all {ours['all']} vs {peer['all']}"
-            + ("" if same else " — MISMATCH")
         )
 
-        # memory while logging 1M values
-        samples: list[float] = []
-        stop = threading.Event()
-        watcher = threading.Thread(target=watch_memory, args=(mloop_srv, samples, stop))
-        # a short warm-up first: the first batches load lazily imported code and fill the
-        # allocator's arenas once; "flat" is about what happens after that
-        run_ours(MLOOP_MEMORY.format(uri=mloop_srv.url, runs=2, per_run=memory_per_run))
-        before = mloop_srv.rss_mib()
-        watcher.start()
-        run_ours(MLOOP_MEMORY.format(uri=mloop_srv.url, runs=memory_runs, per_run=memory_per_run))
-        stop.set()
-        watcher.join()
-        after = mloop_srv.rss_mib()
-        total = memory_runs * memory_per_run
-        peak = max(samples or [after])
-        report.add(
-            Row(
-                "mloop server memory, idle at start",
-                idle_ours,
-                idle_peer,
-                unit="MiB",
-                target="< 200 MiB",
-                note="MLflow: its whole process tree",
+    if "server" in sections:
+        # 2. over HTTP
+        mloop_srv = mloop_server(clean(WORK / "server-mloop"))
+        mlflow_srv = mlflow_server(clean(WORK / "server-mlflow"))
+        try:
+            idle_ours, idle_peer = mloop_srv.rss_mib(), mlflow_srv.rss_mib()
+            ours = run_ours(MLOOP_METRICS.format(uri=mloop_srv.url, n=n_metrics))
+            peer = run_peer(
+                "mlflow", MLFLOW_METRICS.format(uri=mlflow_srv.url, n=n_metrics), MLFLOW_ENV
             )
-        )
-        report.add(
-            Row(
-                f"mloop server memory while {total:,} values are logged (peak)",
-                peak,
-                None,
-                unit="MiB",
-                note=f"after a 20,000-value warm-up {before:.0f}, at the end {after:.0f}; "
-                f"growth {100 * (peak - before) / before:+.0f}% (target ±10%)",
+            report.add(
+                Row(
+                    f"{n_metrics:,} log_metric calls in one run, over HTTP",
+                    ours["seconds"],
+                    peer["seconds"],
+                    target="≥ 100× (MLflow --workers 1)",
+                )
             )
-        )
-    finally:
-        mloop_srv.stop()
-        mlflow_srv.stop()
 
-    # 3. a model loaded by alias in a fresh process
-    home = clean(WORK / "model-mloop")
-    run_ours(MODEL_SETUP_MLOOP.format(home=str(home)))
-    ours = run_ours(MODEL_LOAD_MLOOP.format(home=str(home)))
-    mlflow_srv = mlflow_server(clean(WORK / "model-mlflow"), "mlflow-model")
-    try:
-        run_peer("mlflow", MODEL_SETUP_MLFLOW.format(uri=mlflow_srv.url), MLFLOW_ENV)
-        peer = run_peer("mlflow", MODEL_LOAD_MLFLOW.format(uri=mlflow_srv.url), MLFLOW_ENV)
-    finally:
-        mlflow_srv.stop()
-    report.add(
-        Row(
-            "load a model by alias and predict, fresh process",
-            ours["seconds"],
-            peer["seconds"],
-            note="mloop: local workspace; MLflow: from its server",
-        )
-    )
-
-    # 4. search at scale (mloop only)
-    big = run_ours(MLOOP_BIG.format(home=str(clean(WORK / "big-sqlite")), db="", n=n_big))
-    report.add(
-        Row(
-            f"filtered, ordered top-100 search over {n_big:,} runs (SQLite)",
-            big["search_ms"],
-            None,
-            unit="ms",
-            target="< 300 ms",
-            note=f"{big['found']} found; creating them took {big['created_s']:.0f} s",
-        )
-    )
-    if args.pg:
-        big = run_ours(
-            MLOOP_BIG.format(
-                home=str(clean(WORK / "big-pg")), db=f", database_url={args.pg!r}", n=n_big
+            ours = run_ours(MLOOP_RUNS.format(uri=mloop_srv.url, n=n_runs))
+            peer = run_peer("mlflow", MLFLOW_RUNS.format(uri=mlflow_srv.url, n=n_runs), MLFLOW_ENV)
+            report.add(
+                Row(
+                    f"{n_runs:,} runs × 10 params × 10 metrics, over HTTP",
+                    ours["seconds"],
+                    peer["seconds"],
+                    target="≥ 20×",
+                )
             )
-        )
+
+            ours = run_ours(
+                MLOOP_SEARCH.format(uri=mloop_srv.url, filter=FILTER, order=ORDER, n=n_runs)
+            )
+            peer = run_peer(
+                "mlflow",
+                MLFLOW_SEARCH.format(uri=mlflow_srv.url, filter=FILTER, order=ORDER, n=n_runs),
+                MLFLOW_ENV,
+            )
+            report.add(
+                Row(
+                    f"filtered, ordered top-100 search over {n_runs:,} runs",
+                    ours["top_ms"],
+                    peer["top_ms"],
+                    unit="ms",
+                    target="≥ 10×",
+                )
+            )
+            report.add(
+                Row(
+                    f"fetch all {n_runs:,} runs",
+                    ours["all_ms"],
+                    peer["all_ms"],
+                    unit="ms",
+                    target="≥ 10×",
+                )
+            )
+            same = len(ours["top_ids"]) == len(peer["top_names"]) and ours["all"] == peer["all"]
+            report.notes.append(
+                f"Search results agree in size: top-100 {len(ours['top_ids'])} vs "
+                f"{len(peer['top_names'])}, all {ours['all']} vs {peer['all']}"
+                + ("" if same else " — MISMATCH")
+            )
+
+            # memory while logging 1M values
+            samples: list[float] = []
+            stop = threading.Event()
+            watcher = threading.Thread(target=watch_memory, args=(mloop_srv, samples, stop))
+            # a short warm-up first: the first batches load lazily imported code and fill the
+            # allocator's arenas once; "flat" is about what happens after that
+            run_ours(MLOOP_MEMORY.format(uri=mloop_srv.url, runs=2, per_run=memory_per_run))
+            before = mloop_srv.rss_mib()
+            watcher.start()
+            run_ours(
+                MLOOP_MEMORY.format(uri=mloop_srv.url, runs=memory_runs, per_run=memory_per_run)
+            )
+            stop.set()
+            watcher.join()
+            after = mloop_srv.rss_mib()
+            total = memory_runs * memory_per_run
+            peak = max(samples or [after])
+            report.add(
+                Row(
+                    "mloop server memory, idle at start",
+                    idle_ours,
+                    idle_peer,
+                    unit="MiB",
+                    target="< 200 MiB",
+                    note="MLflow: its whole process tree",
+                )
+            )
+            report.add(
+                Row(
+                    f"mloop server memory while {total:,} values are logged (peak)",
+                    peak,
+                    None,
+                    unit="MiB",
+                    note=f"after a 20,000-value warm-up {before:.0f}, at the end {after:.0f}; "
+                    f"growth {100 * (peak - before) / before:+.0f}% (target ±10%)",
+                )
+            )
+        finally:
+            mloop_srv.stop()
+            mlflow_srv.stop()
+
+    if "model" in sections:
+        # 3. a model loaded by alias in a fresh process
+        home = clean(WORK / "model-mloop")
+        run_ours(MODEL_SETUP_MLOOP.format(home=str(home)))
+        ours = run_ours(MODEL_LOAD_MLOOP.format(home=str(home)))
+        mlflow_srv = mlflow_server(clean(WORK / "model-mlflow"), "mlflow-model")
+        try:
+            run_peer("mlflow", MODEL_SETUP_MLFLOW.format(uri=mlflow_srv.url), MLFLOW_ENV)
+            peer = run_peer("mlflow", MODEL_LOAD_MLFLOW.format(uri=mlflow_srv.url), MLFLOW_ENV)
+        finally:
+            mlflow_srv.stop()
         report.add(
             Row(
-                f"filtered, ordered top-100 search over {n_big:,} runs (PostgreSQL)",
+                "load a model by alias and predict, fresh process",
+                ours["seconds"],
+                peer["seconds"],
+                note="mloop: local workspace; MLflow: from its server",
+            )
+        )
+
+    if "big" in sections:
+        # 4. search at scale (mloop only)
+        big = run_ours(MLOOP_BIG.format(home=str(clean(WORK / "big-sqlite")), db="", n=n_big))
+        report.add(
+            Row(
+                f"filtered, ordered top-100 search over {n_big:,} runs (SQLite)",
                 big["search_ms"],
                 None,
                 unit="ms",
                 target="< 300 ms",
-                note=f"{big['found']} found",
+                note=f"{big['found']} found; creating them took {big['created_s']:.0f} s",
             )
         )
+        if args.pg:
+            big = run_ours(
+                MLOOP_BIG.format(
+                    home=str(clean(WORK / "big-pg")), db=f", database_url={args.pg!r}", n=n_big
+                )
+            )
+            report.add(
+                Row(
+                    f"filtered, ordered top-100 search over {n_big:,} runs (PostgreSQL)",
+                    big["search_ms"],
+                    None,
+                    unit="ms",
+                    target="< 300 ms",
+                    note=f"{big['found']} found",
+                )
+            )
 
     report.notes.append(
         "Fluent API on both sides; each scenario in fresh processes and fresh stores; MLflow "
