@@ -214,6 +214,10 @@ class _SearchPlan:
     lacks: sa.Select[Any]  # by metric: the matches without the metric, in order
     boundary: dict[bool, sa.Select[Any]]  # by metric: the key ``offset`` entries on (from start?)
     has_in: dict[tuple[bool, bool], sa.Select[Any]]  # matches in a range of the metric's index
+    # PostgreSQL: the ids in a range first, then the matches among those ids (an array
+    # parameter): a plan that holds whether or not the tables have statistics
+    range_ids: dict[tuple[bool, bool], sa.Select[Any]]
+    has_among: dict[tuple[bool, bool], sa.Select[Any]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -229,7 +233,7 @@ def _search_plan(
     conditions += [search.clause_condition(c) for c in clauses]
     plain = search.order_columns(sa.select(r.c.id).select_from(r).where(*conditions), order)
     if not order or order[0].ident.kind != "metric":
-        return _SearchPlan(False, plain, plain, {}, {})
+        return _SearchPlan(False, plain, plain, {}, {}, {}, {})
     first = order[0]
     lm = tables.latest_metrics
     has, lacks, fm = search.by_metric_queries(conditions, order)
@@ -250,7 +254,7 @@ def _search_plan(
     # the chunk bounds go on the joined metric itself, so the database walks its index from
     # there (an IN over the chunk's ids left PostgreSQL hashing the whole metric)
     joined = sa.tuple_(fm.c.is_nan, fm.c.value)
-    has_in = {}
+    has_in, range_ids, has_among = {}, {}, {}
     for from_start in (False, True):
         for to_end in (False, True):
             scope: builtins.list[sa.ColumnElement[bool]] = [lm.c.key == first.ident.key]
@@ -261,10 +265,14 @@ def _search_plan(
             if to_end:
                 scope.append(key <= end if first.ascending else key >= end)
                 on_joined.append(joined <= end if first.ascending else joined >= end)
-            # SQLite starts from the ids in the chunk; PostgreSQL from the bounded join
             in_range = sa.select(lm.c.run_id).where(*scope)
             has_in[(from_start, to_end)] = has.where(r.c.id.in_(in_range), *on_joined)
-    return _SearchPlan(True, plain, lacks, boundary, has_in)
+            range_ids[(from_start, to_end)] = in_range
+            has_among[(from_start, to_end)] = has.where(
+                r.c.id == sa.any_(sa.bindparam("chunk_ids", type_=postgresql.ARRAY(sa.String))),
+                *on_joined,
+            )
+    return _SearchPlan(True, plain, lacks, boundary, has_in, range_ids, has_among)
 
 
 _UPDATES: dict[tuple[str, ...], Any] = {}
@@ -1178,7 +1186,16 @@ class TrackingService:
                 exhausted = True  # fewer than ``size`` left: this range runs to the end
             else:
                 bounds.update(end_nan=end[0], end_value=end[1])
-            passing = _fetchall(conn, plan.has_in[(start is not None, end is not None)], bounds)
+            which = (start is not None, end is not None)
+            if conn.dialect.name == "postgresql":
+                ids = [row[0] for row in conn.execute(plan.range_ids[which], bounds)]
+                passing = (
+                    _fetchall(conn, plan.has_among[which], {**bounds, "chunk_ids": ids})
+                    if ids
+                    else []
+                )
+            else:
+                passing = _fetchall(conn, plan.has_in[which], bounds)
             matched += [row[0] for row in passing]
             if exhausted:
                 break
