@@ -158,8 +158,8 @@ for _ in range({n} // 1000):
 created = time.perf_counter() - start
 if ws.db.engine.dialect.name == "postgresql":
     # what autovacuum does within a minute by default; this machine's server runs without it
-    with ws.db.engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    with ws.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")  # outside a transaction: a rollback would undo it
 flt = "metrics.auc > 0.9 and params.model = 'xgb' and tags.team LIKE 'risk%'"
 def once():
     return ws.tracking.search_runs([exp.id], flt, ["metrics.auc DESC"], max_results=100)
