@@ -233,3 +233,65 @@ def test_policy_routes_never_return_the_key(client: TestClient, ws: Workspace) -
         body = client.get(path).text
         assert stored["key"] not in body
         assert "ann@example.com" not in body
+
+
+def test_an_integer_beyond_64_bits_is_refused_naming_the_field(
+    client: TestClient, ws: Workspace
+) -> None:
+    huge = 2**70
+    body = json.dumps([{"id": 1, "n": huge}])
+    r = client.post(
+        "/v1/datasets/wide/rows", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert "'n'" in r.json()["message"]
+    assert str(huge) not in r.text
+    assert client.post("/v1/datasets/wide/rows", json=[{"id": 1, "n": 2}]).status_code == 201
+    r = client.post(
+        "/v1/datasets/wide/rows", content=body, headers={"content-type": "application/json"}
+    )
+    assert (r.status_code, r.json()["error"]) == (422, "SCHEMA_MISMATCH")
+    assert "'n'" in r.json()["message"]
+    assert str(huge) not in r.text
+    assert ws.datasets.get("wide").row_count == 1
+
+
+def test_uploads_and_suites_are_read_within_their_limits(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mloop.api.routers import datasets as router
+
+    ws = Workspace.open(tmp_path / "small", ingest_max_body_bytes=1000)
+    csv = "id,text\n" + "".join(f"{i},{'x' * 20}\n" for i in range(100))
+
+    def chunked(data: str) -> Iterator[bytes]:
+        yield data.encode()
+
+    try:
+        with TestClient(create_app(ws, log_predictions=False)) as client:
+            for content in (csv, chunked(csv)):  # with a Content-Length, and without
+                r = client.post(
+                    "/v1/datasets/big/versions",
+                    content=content,
+                    headers={"content-type": "text/csv"},
+                )
+                assert (r.status_code, r.json()["error"]) == (413, "PAYLOAD_TOO_LARGE")
+                assert "ingest_max_body_bytes" in r.json()["message"]
+            small = client.post(
+                "/v1/datasets/big/versions",
+                content=csv[:200].rsplit("\n", 1)[0] + "\n",
+                headers={"content-type": "text/csv"},
+            )
+            assert small.status_code == 201, small.text
+
+            monkeypatch.setattr(router, "MAX_SUITE_BYTES", 100)
+            suite = json.dumps({"expectations": [{"type": "not_null", "column": "id"}] * 5})
+            for content in (suite, chunked(suite)):
+                r = client.put(
+                    "/v1/suites/s", content=content, headers={"content-type": "application/json"}
+                )
+                assert (r.status_code, r.json()["error"]) == (413, "PAYLOAD_TOO_LARGE")
+                assert "for a suite" in r.json()["message"]
+        assert [d.name for d in ws.datasets.list()] == ["big"]
+    finally:
+        ws.close()

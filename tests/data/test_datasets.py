@@ -121,6 +121,38 @@ def test_identical_content_again_is_the_same_version_and_writes_nothing(
     assert [v.version for v in ws.datasets.versions("sales")] == [1]
 
 
+def test_content_of_an_older_version_again_becomes_the_latest_sharing_its_segments(
+    ws: Workspace, tmp_path: Path, state: State, sales_frame: pl.DataFrame
+) -> None:
+    """File A, then file B, then A again: the latest is A's content (not B), as a new version
+    made of A's very segments; nothing new is stored but the version row."""
+    a = ws.datasets.ingest(write(sales_frame, tmp_path / "a.csv"), name="sales")
+    b = ws.datasets.ingest(write(sales_frame.head(10), tmp_path / "b.csv"), name="sales")
+    blobs = {p for p in ws.artifacts.root.rglob("*") if p.is_file()}
+
+    again = ws.datasets.ingest(tmp_path / "a.csv", name="sales")
+
+    assert ws.datasets.get("sales") == again
+    assert again.version == 3
+    assert (again.content_hash, again.data_digest, again.segments, again.row_count) == (
+        a.content_hash,
+        a.data_digest,
+        a.segments,
+        a.row_count,
+    )
+    assert (again.schema_, again.profile) == (a.schema_, a.profile)
+    assert ws.datasets.load(again).equals(ws.datasets.load(a))
+    assert {p for p in ws.artifacts.root.rglob("*") if p.is_file()} == blobs  # no new blob
+    assert ("dataset_version", a.id, "same_content") in {
+        (e.src.type, e.src.id, e.relation) for e in ws.lineage.upstream("dataset_version", again.id)
+    }
+    assert b.version == 2
+    # now it is the latest: the same version, nothing written
+    before = state(ws)
+    assert ws.datasets.ingest(sales_frame, name="sales") == again
+    assert state(ws) == before
+
+
 @embedded
 def test_same_content_under_another_name_is_another_dataset_sharing_the_blob(
     ws: Workspace, state: State, sales_frame: pl.DataFrame
@@ -328,8 +360,14 @@ def test_versions_are_numbered_and_resolved(
         ("other", 1, 1),
         ("sales", 3, 3),
     ]
-    # an older content again is that older version, not a fourth one
-    assert ws.datasets.ingest(make_sales(10), name="sales") == made[0]
+    # an older content again becomes the latest: a fourth version made of the first's segments
+    again = ws.datasets.ingest(make_sales(10), name="sales")
+    assert (again.version, again.content_hash, again.segments) == (
+        4,
+        made[0].content_hash,
+        made[0].segments,
+    )
+    assert ws.datasets.get("sales") == again
 
 
 UNKNOWN_REFS: list[tuple[str, type[MloopError], str]] = [

@@ -238,3 +238,35 @@ def test_quarantined_messages_keep_no_raw_pii(sqlite_ws: Workspace) -> None:
     assert stored[1]["_mloop_payload"] is None
     assert stored[1]["_mloop_reason"] == "CSV conversion error to int64: invalid value (redacted)"
     assert_no_raw(everything_stored(ws))
+
+
+def test_a_quarantine_takes_its_datasets_policy_as_it_is_now(sqlite_ws: Workspace) -> None:
+    """``X.quarantine`` exists before ``X`` declares PII columns: rows written to it later are
+    protected by ``X``'s current policy (merged into the quarantine's at every write)."""
+    ws = sqlite_ws
+    ws.datasets.ingest(people(3).to_arrow(), name="people")
+    first = pa.table({"_mloop_reason": ["bad"], "email": [EMAILS[0]], "note": ["x"]})
+    ws.datasets.append("people.quarantine", first, kind="quarantine")
+    assert ws.datasets.policy("people.quarantine") is None
+
+    ws.datasets.set_policy("people", {"email": "hash"})
+    rejected = pa.table({"_mloop_reason": ["bad"], "email": [EMAILS[1]], "note": ["y"]})
+    q = ws.datasets.append("people.quarantine", rejected, kind="quarantine")
+    assert ws.datasets.policy("people.quarantine") == {"pii": {"email": "hash"}}
+    email = ws.datasets.load(q).column("email").to_pylist()[-1]
+    assert len(email) == 64
+    assert email not in EMAILS
+
+    # a later change of X reaches the quarantine too, together with what it declared itself
+    ws.datasets.set_policy("people.quarantine", {"note": "mask"})
+    ws.datasets.set_policy("people", {"phone": "drop"})
+    ws.datasets.append(
+        "people.quarantine",
+        pa.table({"_mloop_reason": ["bad"], "email": [EMAILS[2]], "note": ["zzzzzz"]}),
+    )
+    assert ws.datasets.policy("people.quarantine") == {
+        "pii": {"email": "hash", "note": "mask", "phone": "drop"}
+    }
+    last = ws.datasets.load("people.quarantine").to_pylist()[-1]
+    assert last["email"] not in EMAILS
+    assert last["note"] == "**zzzz"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,14 @@ import pytest
 import sqlalchemy as sa
 
 from mloop.core.errors import InvalidInput, NotFound
-from mloop.data import SchemaChanged, SourceState, merge_profiles, profile_frame
+from mloop.data import (
+    AppendPart,
+    DatasetService,
+    SchemaChanged,
+    SourceState,
+    merge_profiles,
+    profile_frame,
+)
 from mloop.storage import tables
 from mloop.workspace import Workspace
 
@@ -55,6 +63,173 @@ def test_append_to_a_new_dataset_makes_its_first_version(ws: Workspace) -> None:
     assert (v.version, v.segments, v.base_version_id) == (1, [(1, 1)], None)
     with pytest.raises(InvalidInput, match="no rows"):
         ws.datasets.append("fresh", pa.table({"a": pa.array([], pa.int64())}))
+
+
+def _metadata(ws: Workspace) -> str:
+    """Every row of the tables a version is written to, as text (blobs may be written before
+    a transaction fails: unreferenced, they are not part of any version)."""
+    parts = [
+        tables.datasets,
+        tables.dataset_versions,
+        tables.dataset_segments,
+        tables.source_states,
+        tables.lineage_edges,
+        tables.audit_log,
+    ]
+    with ws.db.read() as conn:
+        return json.dumps([sorted(map(str, conn.execute(sa.select(t)).all())) for t in parts])
+
+
+def test_append_together_commits_every_part_in_one_transaction(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = "test://stream/clicks"
+    ws.datasets.write_version("clicks", pa.table({"id": [1, 2], "x": [0.5, 1.5]}))
+    clicks, rejected = ws.datasets.append_together(
+        [
+            AppendPart(
+                "clicks",
+                pa.table({"x": [2.5], "id": pa.array([3], pa.int32())}),
+                source=src,
+                kind="stream",
+                state=SourceState(src, {"offsets": {"0": 3}}),
+            ),
+            AppendPart(
+                "clicks.quarantine",
+                pa.table({"_mloop_reason": ["x: not null"], "_mloop_offset": [4]}),
+                source=src,
+                kind="quarantine",
+                state=SourceState(src, {"offsets": {"0": 4}}),
+            ),
+        ]
+    )
+    assert (clicks.ref, clicks.row_count, clicks.segments, clicks.kind) == (
+        "clicks@2",
+        3,
+        [(1, 2)],
+        "stream",
+    )
+    loaded = ws.datasets.load(clicks)  # conformed to the dataset's order and types
+    assert (loaded.column_names, loaded.column("id").type) == (["id", "x"], pa.int64())
+    assert (rejected.ref, rejected.row_count, rejected.base_version_id) == (
+        "clicks.quarantine@1",
+        1,
+        None,
+    )
+    assert ws.datasets.source_state("clicks", src) == {"offsets": {"0": 3}}
+    assert ws.datasets.source_state("clicks.quarantine", src) == {"offsets": {"0": 4}}
+
+    def parts(offset: int) -> list[AppendPart]:
+        return [
+            AppendPart(
+                "clicks",
+                pa.table({"id": [offset], "x": [9.0]}),
+                source=src,
+                state=SourceState(src, {"offsets": {"0": offset}}),
+            ),
+            AppendPart(
+                "clicks.quarantine",
+                pa.table({"_mloop_reason": ["bad"], "_mloop_offset": [offset + 1]}),
+                source=src,
+                state=SourceState(src, {"offsets": {"0": offset + 1}}),
+            ),
+        ]
+
+    # a failure while committing the second part: neither dataset changes
+    before = _metadata(ws)
+    real = DatasetService._insert_version
+    reached: list[str] = []
+
+    def failing(self: DatasetService, conn: Any, write: Any, *args: Any, **kw: Any) -> Any:
+        reached.append(write.name)
+        if write.name == "clicks.quarantine":
+            raise RuntimeError("injected failure")
+        return real(self, conn, write, *args, **kw)
+
+    monkeypatch.setattr(DatasetService, "_insert_version", failing)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        ws.datasets.append_together(parts(10))
+    monkeypatch.undo()
+    assert reached == ["clicks", "clicks.quarantine"]  # the first part was written, then undone
+    assert _metadata(ws) == before
+    assert ws.datasets.get("clicks").id == clicks.id
+    assert ws.datasets.source_state("clicks", src) == {"offsets": {"0": 3}}
+
+    # rows of another schema in the second part: refused before anything is written
+    bad = parts(20)
+    bad[1] = AppendPart("clicks.quarantine", pa.table({"other": [1]}), source=src)
+    with pytest.raises(SchemaChanged, match="'other'"):
+        ws.datasets.append_together(bad)
+    assert _metadata(ws) == before
+    with pytest.raises(InvalidInput, match="more than one part"):
+        ws.datasets.append_together([parts(30)[0], parts(31)[0]])
+    with pytest.raises(InvalidInput, match="no rows"):
+        ws.datasets.append_together(
+            [AppendPart("clicks", pa.table({"id": pa.array([], pa.int64())}))]
+        )
+    assert _metadata(ws) == before
+
+    done = ws.datasets.append_together(parts(40))
+    assert [v.ref for v in done] == ["clicks@3", "clicks.quarantine@2"]
+    assert ws.datasets.source_state("clicks.quarantine", src) == {"offsets": {"0": 41}}
+
+
+def test_concurrent_first_appends_both_land(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers both see no version, then commit one after the other: the second appends to
+    the first's version (conforming to the schema it made) instead of replacing it."""
+    ready = threading.Barrier(2)
+    waited = threading.local()
+    real = DatasetService._segment_and_profile
+
+    def in_step(self: DatasetService, table: pa.Table, digest: str) -> Any:
+        if not getattr(waited, "done", False):  # once per thread: both have read "no version"
+            waited.done = True
+            ready.wait(timeout=30)
+        return real(self, table, digest)
+
+    monkeypatch.setattr(DatasetService, "_segment_and_profile", in_step)
+    errors: list[BaseException] = []
+
+    def append(table: pa.Table) -> None:
+        try:
+            ws.datasets.append("fresh", table)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=append, args=(pa.table({"id": [1, 2]}),)),
+        threading.Thread(target=append, args=(pa.table({"id": pa.array([3], pa.int32())}),)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    latest = ws.datasets.get("fresh")
+    assert (latest.version, latest.row_count, latest.segments) == (2, 3, [(1, 2)])
+    # whichever committed first set the type; the other's rows were conformed to it
+    ids = ws.datasets.load(latest).column("id")
+    assert sorted(ids.to_pylist()) == [1, 2, 3]
+    assert str(ids.type) == latest.schema_.columns[0].physical
+
+
+def test_an_append_conforms_to_the_schema_latest_when_it_commits(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws.datasets.write_version("t", pa.table({"id": [1, 2]}))
+    real = DatasetService._segment_and_profile
+    raced: list[int] = []
+
+    def racing(self: DatasetService, table: pa.Table, digest: str) -> Any:
+        if not raced:  # while the append's segment is written, another writer retypes the data
+            raced.append(1)
+            ws.datasets.write_version("t", pa.table({"id": [0.5]}))
+        return real(self, table, digest)
+
+    monkeypatch.setattr(DatasetService, "_segment_and_profile", racing)
+    with pytest.raises(SchemaChanged, match="'id' changed type float → integer"):
+        ws.datasets.append("t", pa.table({"id": [3]}))
+    assert [v.row_count for v in ws.datasets.versions("t")] == [2, 1]
 
 
 def test_appended_rows_take_the_datasets_column_order_and_physical_types(
@@ -109,6 +284,36 @@ def test_a_lossy_cast_is_refused_not_coerced(ws: Workspace) -> None:
     with pytest.raises(SchemaChanged, match="does not fit"):
         ws.datasets.append("t", pa.table({"n": pa.array([300], pa.int64())}))
     assert ws.datasets.get("t").version == 1
+
+
+def test_a_cast_that_would_change_values_is_refused(ws: Workspace) -> None:
+    """A safe cast still rounds float64 to float32 and drops or invents a time zone: such rows
+    are refused with the reason, not narrowed."""
+    day = datetime(2026, 1, 1, 12)
+    ws.datasets.write_version(
+        "t",
+        pa.table(
+            {
+                "x": pa.array([0.5], pa.float32()),
+                "at": pa.array([day], pa.timestamp("us")),
+                "z": pa.array([day.replace(tzinfo=UTC)], pa.timestamp("us", "UTC")),
+            }
+        ),
+    )
+    paris = pa.array([day.replace(tzinfo=UTC)], pa.timestamp("us", "Europe/Paris"))
+    fine = ws.datasets.append(  # exact in float32; another zone: the same instants
+        "t", pa.table({"x": [0.25], "at": pa.array([day], pa.timestamp("ms")), "z": paris})
+    )
+    assert ws.datasets.load(fine).column("z").to_pylist()[-1] == day.replace(tzinfo=UTC)
+    naive, aware = pa.array([day], pa.timestamp("us")), pa.array([day], pa.timestamp("us", "UTC"))
+    for rows, reason in [
+        ({"x": [0.1], "at": naive, "z": aware}, "'x' .*: double values would lose precision"),
+        ({"x": [0.5], "at": aware, "z": aware}, "'at' .*: its times have a zone .UTC."),
+        ({"x": [0.5], "at": naive, "z": naive}, "'z' .*: its times have no zone"),
+    ]:
+        with pytest.raises(SchemaChanged, match=reason):
+            ws.datasets.append("t", pa.table(rows))
+    assert ws.datasets.get("t").version == 2
 
 
 def test_source_state_is_saved_with_the_version_and_moves_on(ws: Workspace) -> None:

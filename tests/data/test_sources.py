@@ -529,3 +529,139 @@ def test_rows_to_a_dataset_with_times(ws: Workspace) -> None:
         ws.datasets.append_rows("t", [{"at": "yesterday", "n": 3}])
     with pytest.raises(SchemaChanged, match=r"'at' is datetime .* holds integer"):
         ws.datasets.append_rows("t", [{"at": 5, "n": 3}])
+
+
+def _insert(engine: sa.Engine, table: str, rows: list[tuple[int, str, datetime]]) -> None:
+    events = sa.Table(table, sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(
+            events.insert(),
+            [
+                {"id": i, "email": email, "amount": 1, "city": "NY", "updated_at": at}
+                for i, email, at in rows
+            ],
+        )
+
+
+@embedded
+@pytest.mark.parametrize("key", [None, "id"])
+def test_sqlite_times_within_one_millisecond_are_read_once(
+    ws: Workspace, tmp_path: Path, key: str | None
+) -> None:
+    """SQLite compares times (julianday) to the millisecond: rows later within the last row's
+    millisecond are still read, and rows read before are not read again."""
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(url)
+    _create_events(engine, "ev")
+    ms = datetime(2026, 1, 1, 8, 0, 0, 123_000)
+
+    def run() -> Any:
+        return ws.datasets.ingest_sql(url, name="ev", table="ev", cursor="updated_at", key=key)
+
+    _insert(engine, "ev", [(1, "a", ms + timedelta(microseconds=100))])
+    assert run().row_count == 1
+    # later in the same millisecond: read; earlier in it (behind the cursor): never read
+    _insert(
+        engine,
+        "ev",
+        [(2, "b", ms + timedelta(microseconds=200)), (3, "c", ms + timedelta(microseconds=50))],
+    )
+    second = run()
+    assert ws.datasets.load(second).column("id").to_pylist() == [1, 2]
+    saved = ws.datasets.source_state("ev", second.source or "")
+    assert saved is not None
+    assert saved["cursor"]["value"] == "2026-01-01T08:00:00.123200"
+    assert run() == second  # nothing new: nothing read twice
+    _insert(engine, "ev", [(4, "d", ms + timedelta(microseconds=201))])
+    assert ws.datasets.load(run()).column("id").to_pylist() == [1, 2, 4]
+    engine.dispose()
+
+
+@embedded
+def test_keys_of_a_pii_key_column_are_kept_as_keyed_hashes(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(url)
+    _create_events(engine, "ev")
+    at = datetime(2026, 1, 1, 8)
+    emails = ["ann@example.com", "bob@example.com"]
+    _insert(engine, "ev", [(1, emails[0], at), (2, emails[1], at)])
+
+    def run() -> Any:
+        return ws.datasets.ingest_sql(
+            url,
+            name="people",
+            table="ev",
+            cursor="updated_at",
+            key="email",
+            pii={"email": "hash"},
+        )
+
+    first = run()
+    stored = ws.datasets.load(first).column("email").to_pylist()
+    saved = ws.datasets.source_state("people", first.source or "")
+    assert saved is not None
+    assert saved["keys_hashed"] is True
+    assert sorted(saved["keys"]) == sorted(stored)  # the dataset's own hashes, never raw
+    shown = json.dumps(ws.datasets.source_states("people"))
+    assert not any(e in shown for e in emails)
+    # a late row tying with the last cursor is read; the hashed keys keep the others out
+    _insert(engine, "ev", [(3, "cy@example.com", at)])
+    second = run()
+    assert (second.row_count, run()) == (3, second)
+    saved = ws.datasets.source_state("people", second.source or "")
+    assert saved is not None
+    assert len(saved["keys"]) == 3
+    assert "cy@example.com" not in json.dumps(saved)
+
+    # past MAX_KEYS rows at the last cursor no keys are kept: the next run reads only rows
+    # with a greater cursor (a late tie is missed, as without --key; nothing is read twice)
+    monkeypatch.setattr(sources_module, "MAX_KEYS", 3)
+    _insert(engine, "ev", [(4, "dee@example.com", at)])
+    third = run()
+    assert third.row_count == 4
+    saved = ws.datasets.source_state("people", third.source or "")
+    assert saved is not None
+    assert (saved["keys"], saved["keys_overflow"]) == ([], True)
+    _insert(engine, "ev", [(5, "eve@example.com", at), (6, "fay@example.com", at.replace(hour=9))])
+    fourth = run()
+    assert fourth.row_count == 5
+    assert ws.datasets.load(fourth).column("id").to_pylist()[-1] == 6
+    engine.dispose()
+
+
+@embedded
+def test_csv_null_spellings_are_data_only_empty_fields_are_null(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    text = "country,code,score\nNamibia,NA,1\nnone,N/A,\nx,NULL,3\ny,nan,4\nz,,5\n"
+    (tmp_path / "small.csv").write_text(text)
+    big = tmp_path / "big.csv"  # past SMALL_FILE: read as a stream
+    big.write_text(text + "".join(f"r{i},NA,{i}\n" for i in range(120_000)))
+    for path in (tmp_path / "small.csv", big):
+        table = ws.datasets.load(ws.datasets.ingest(path, name=path.stem))
+        assert table.column("code").to_pylist()[:5] == ["NA", "N/A", "NULL", "nan", None]
+        assert table.column("country").to_pylist()[1] == "none"
+        assert table.column("score").to_pylist()[:2] == [1, None]
+    assert big.stat().st_size >= sources_module.SMALL_FILE
+
+
+def test_integers_beyond_64_bits_are_refused_naming_the_field_not_the_value(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    huge = 2**70
+    with pytest.raises(
+        InvalidInput, match="field 'n' holds an integer beyond the 64-bit range"
+    ) as e:
+        rows_to_table([{"n": 1}, {"n": huge}], None)
+    assert str(huge) not in str(e.value)
+    sqlite_ws.datasets.append_rows("t", [{"n": 1, "x": 0.5}])
+    with pytest.raises(SchemaChanged, match="field 'n' holds a number beyond the range") as e2:
+        sqlite_ws.datasets.append_rows("t", [{"n": huge, "x": 0.5}])
+    assert str(huge) not in str(e2.value)
+    # in a float column a big integer is a float
+    v = sqlite_ws.datasets.append_rows("t", [{"n": 2, "x": huge}])
+    assert sqlite_ws.datasets.load(v).column("x").to_pylist()[-1] == float(huge)
+    with pytest.raises(InvalidInput, match="beyond the 64-bit range"):
+        sqlite_ws.datasets.ingest([{"n": huge}], name="other")

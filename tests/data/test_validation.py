@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mloop.core.errors import InvalidInput, NotFound
+from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.data import (
     BetweenCheck,
     ColumnTypeCheck,
@@ -27,6 +28,8 @@ from mloop.data import (
     ValidationReport,
     infer_suite,
 )
+from mloop.data.datasets import QUARANTINE_COLUMNS
+from mloop.data.streams import consumer as stream_consumer
 from mloop.data.validation import REASON_COLUMN
 from mloop.workspace import Workspace
 
@@ -506,10 +509,14 @@ def test_quarantine_splits_failing_rows_from_passing_rows(
 
     quarantined = ws.datasets.load_polars(result.quarantined)
     clean = ws.datasets.load_polars(result.clean)
-    assert quarantined.columns == [*sales_frame.columns, REASON_COLUMN]
+    # a stream's quarantine columns: batches and streams share sales.quarantine
+    assert tuple(quarantined.columns) == QUARANTINE_COLUMNS == stream_consumer.QUARANTINE_COLUMNS
+    assert set(quarantined["_mloop_kind"]) == {"validation"}
+    assert quarantined["_mloop_partition"].null_count() == len(BROKEN_ROWS)
+    payloads = [json.loads(p) for p in quarantined["_mloop_payload"]]
     reasons = {
-        (row["id"], row["amount"], row["city"]): row[REASON_COLUMN]
-        for row in quarantined.iter_rows(named=True)
+        (row["id"], row["amount"], row["city"]): reason
+        for row, reason in zip(payloads, quarantined[REASON_COLUMN], strict=True)
     }
     assert reasons == {
         (0, -5.0, "NY"): "amount: between 0 and 54.9",
@@ -520,8 +527,12 @@ def test_quarantine_splits_failing_rows_from_passing_rows(
         (30, 31.0, "NY"): "id: unique",
         (30, 32.0, "LA"): "id: unique",
     }
+    # each row's offset is its position in the version split
+    for row, offset in zip(payloads, quarantined["_mloop_offset"], strict=True):
+        assert bad.row(offset, named=True) == row
     # nothing dropped: the two parts are the input, row for row
-    together = pl.concat([clean, quarantined.drop(REASON_COLUMN)]).sort("amount", "city", "id")
+    rejected = pl.DataFrame(payloads, schema=bad.schema)
+    together = pl.concat([clean, rejected]).sort("amount", "city", "id")
     assert together.equals(bad.sort("amount", "city", "id"))
     assert ws.validation.validate(result.clean, "sales").success
     # lineage and audit
@@ -530,11 +541,48 @@ def test_quarantine_splits_failing_rows_from_passing_rows(
         assert [(e.src.id, e.relation) for e in edges] == [(source.id, relation)]
         assert [r.action for r in ws.audit.list(object_id=part.ref)] == ["dataset.version.create"]
 
-    # again: the same two versions, nothing written
+    # again: the same two versions, nothing written; the validated latest passes
     before = state(ws)
     again = ws.validation.quarantine("sales@2", "sales")
     assert (again.clean, again.quarantined) == (result.clean, result.quarantined)
+    assert ws.validation.quarantine("sales", "sales").clean == result.clean
     assert state(ws) == before
+
+    # a version that is no longer the latest, never split: a validated version of it would
+    # drop the rows added since, so it is refused
+    ws.datasets.ingest(bad.head(50), name="sales")
+    ws.datasets.append("sales", sales_frame.head(2).to_arrow())
+    before = state(ws)
+    with pytest.raises(Conflict, match=r"sales@4 is not the latest version .*\(sales@5 is\)"):
+        ws.validation.quarantine("sales@4", "sales")
+    assert state(ws) == before
+
+
+def test_quarantine_never_drops_rows_appended_meanwhile(
+    ws: Workspace, sales_suite: Suite, sales_frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validated version replaces the version split only while that is still the latest:
+    a writer appending meanwhile makes it a Conflict, and nothing of the split is written."""
+    from mloop.data import DatasetService
+
+    ws.datasets.ingest(broken(sales_frame), name="sales")
+    real = DatasetService._segment_and_profile
+    raced: list[Any] = []
+
+    def racing(self: DatasetService, table: Any, digest: str) -> Any:
+        if not raced:  # another writer appends while the split's segments are written
+            raced.append(True)
+            ws.datasets.append("sales", sales_frame.head(3).to_arrow())
+        return real(self, table, digest)
+
+    monkeypatch.setattr(DatasetService, "_segment_and_profile", racing)
+    with pytest.raises(Conflict, match="dataset 'sales' moved on"):
+        ws.validation.quarantine("sales@2", sales_suite)
+    monkeypatch.undo()
+    assert [v.ref for v in ws.datasets.versions("sales")] == ["sales@1", "sales@2", "sales@3"]
+    assert ws.datasets.get("sales").row_count == 123  # the appended rows are kept
+    with pytest.raises(NotFound):
+        ws.datasets.get("sales.quarantine")
 
 
 @embedded

@@ -1,6 +1,7 @@
 """Sources, dataset versions, profiles and validation."""
 
 from mloop.data.datasets import (
+    AppendPart,
     Dataset,
     DatasetService,
     DatasetVersion,
@@ -64,6 +65,7 @@ from mloop.data.versioning import (
 )
 
 __all__ = [
+    "AppendPart",
     "BetweenCheck",
     "CheckResult",
     "ColumnTypeCheck",

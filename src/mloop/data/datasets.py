@@ -8,8 +8,10 @@ import hashlib
 import io
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field as _field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,16 @@ else:
     pq = lazy_module("pyarrow.parquet")
 
 QUARANTINE_SUFFIX = ".quarantine"
+# the columns of a quarantine dataset, whoever writes it: a stream's consumer (the raw message,
+# its partition and offset) or a batch quarantine (the row as a JSON object, no partition, its
+# position in the version split); the same as mloop.data.streams.consumer.QUARANTINE_COLUMNS
+QUARANTINE_COLUMNS = (
+    "_mloop_kind",
+    "_mloop_reason",
+    "_mloop_payload",
+    "_mloop_partition",
+    "_mloop_offset",
+)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -223,6 +235,10 @@ def to_arrow(data: Any) -> pa.Table:
             raise InvalidInput("rows must be objects mapping column names to values")
         try:
             return pa.Table.from_pylist(data)
+        except OverflowError:
+            raise InvalidInput(
+                "rows do not form a table: an integer is beyond the 64-bit range"
+            ) from None
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             # the message without the values it quotes: they may be personal data
             raise InvalidInput(f"rows do not form a table: {redact(str(exc))}") from None
@@ -240,6 +256,91 @@ def to_arrow(data: Any) -> pa.Table:
         f"cannot make a dataset from {type(data).__name__}: pass a file path, an Arrow table, "
         "a Polars or pandas DataFrame, or a list of row dicts"
     )
+
+
+@dataclass(frozen=True)
+class AppendPart:
+    """One dataset's rows for :meth:`DatasetService.append_together`: ``table`` appended to
+    dataset ``name`` as one new segment (its first version when it has none), recorded as
+    coming from ``source`` with ``kind``; ``state`` (where ``source`` stands after these rows)
+    is saved with them."""
+
+    name: str
+    table: pa.Table
+    source: str | None = None
+    kind: str = "append"
+    state: SourceState | None = None
+
+
+@dataclass(eq=False)
+class _Write:
+    """A version about to be committed: what was asked, and what was staged for it (the
+    policy applied, the schema conformed to, the stored segment) outside the transaction."""
+
+    name: str
+    raw: pa.Table  # checked, before the policy
+    append: bool  # True: after the latest version's segments; False: a whole version
+    source: str | None
+    kind: str
+    description: str | None = None
+    parents: list[DatasetVersion] = _field(default_factory=list)
+    relation: str = "derived"
+    state: SourceState | None = None
+    new_policy: dict[str, Any] | None = None  # a policy to save with the version (pii=)
+    expected_state: Any = ...  # the source state this write was read from (...: unchecked)
+    expected_base: Any = ...  # the latest version id it must replace (None: none; ...: any)
+    # staged
+    policy: dict[str, Any] | None = None
+    basis: tuple[tuple[str, str, str | None], ...] | None = None
+    table: pa.Table | None = None
+    digest: str = ""
+    segment: _Segment | None = None
+    profile: dict[str, dict[str, Any]] = _field(default_factory=dict)
+
+
+class _Restage(Exception):
+    """Raised in a commit's transaction (rolling it back) when ``write`` was staged against a
+    schema or policy that changed meanwhile: stage it again against these, then retry."""
+
+    def __init__(
+        self,
+        write: _Write,
+        policy: dict[str, Any] | None,
+        schema: TableSchema | None,
+        *,
+        need_blob: bool = False,
+    ) -> None:
+        super().__init__(write.name)
+        self.write, self.policy, self.schema, self.need_blob = write, policy, schema, need_blob
+
+
+def _schema_key(schema: TableSchema) -> tuple[tuple[str, str, str | None], ...]:
+    """What :func:`conform` depends on: names, logical and physical types, in order."""
+    return tuple((c.name, str(c.type), c.physical) for c in schema.columns)
+
+
+def _protection(policy: dict[str, Any] | None) -> Any:
+    """What applying ``policy`` does to rows: its PII tags and key (None: nothing)."""
+    if not has_pii(policy):
+        return None
+    assert policy is not None
+    return (sorted(policy["pii"].items()), policy.get("key"))
+
+
+def _key_hasher(
+    key: str | None, policy: dict[str, Any] | None
+) -> Callable[[pa.Array], pa.Array] | None:
+    """How an incremental SQL source keeps the values of its ``key`` column in its state: as
+    keyed hashes (HMAC-SHA-256 with the dataset's policy key) when the column is PII, so no
+    raw value is stored with the source's position or shown by ``mloop data show``."""
+    if key is None or not has_pii(policy) or key not in (policy or {})["pii"]:
+        return None
+    hashing = {"pii": {key: "hash"}, "key": (policy or {}).get("key")}
+
+    def digests(values: pa.Array) -> pa.Array:
+        return apply_policy(pa.table({key: values}), hashing).column(0).combine_chunks()
+
+    return digests
 
 
 @contextlib.contextmanager
@@ -289,8 +390,9 @@ class DatasetService:
         mask | drop}``) declares PII columns before anything is stored, so even the first
         version is protected.
 
-        Identical content to an existing version returns that version and writes nothing.
-        A missing, unreadable, empty or ragged input raises and writes nothing.
+        Identical content to the latest version returns it and writes nothing; identical to
+        an older version, it makes a new latest version sharing that one's segments (no new
+        blob). A missing, unreadable, empty or ragged input raises and writes nothing.
         """
         check_name(name)
         policy = self._effective_policy(name, pii)
@@ -344,8 +446,15 @@ class DatasetService:
         carry the URL with ``***`` in its place."""
         check_name(name)
         policy = self._effective_policy(name, pii)
+        policies = self._policy_for_write(name, pii)
         source = SqlSource(
-            url, table=table, query=query, cursor=cursor, key=key, chunk_rows=chunk_rows
+            url,
+            table=table,
+            query=query,
+            cursor=cursor,
+            key=key,
+            chunk_rows=chunk_rows,
+            hash_keys=_key_hasher(key, policies[0]),
         )
         before = self.source_state(name, source.name) if cursor else None
         with _redacting(policy):
@@ -366,6 +475,7 @@ class DatasetService:
                 state=state,
                 pii=pii,
                 expected_state=before,
+                policies=policies,
             )
         if append:
             return self.append(
@@ -435,64 +545,58 @@ class DatasetService:
     ) -> DatasetVersion:
         """The door through which data becomes a whole new version (one new segment).
 
-        Content equal to an existing version returns that version and writes nothing (the
-        source ``state``, when given, still moves on; a new ``pii`` policy is still saved)."""
+        Content equal to the latest version returns it and writes nothing (the source
+        ``state``, when given, still moves on; a new ``pii`` policy is still saved). Content
+        equal to an older version makes a new latest version that shares that version's
+        segments: nothing new is stored but the version row."""
         check_name(name)
-        policy, new_policy = self._policy_for_write(name, pii)
-        return self._write_version(
+        return self._replace(
             name,
-            self._prepare(name, table, policy),
+            table,
             source=source,
             kind=kind,
             description=description,
             parents=parents or [],
             relation=relation,
             state=state,
-            new_policy=new_policy,
+            pii=pii,
         )
 
-    def _write_version(
+    def _replace(
         self,
         name: str,
         table: pa.Table,
         *,
         source: str | None,
         kind: str,
-        description: str | None,
-        parents: builtins.list[DatasetVersion],
-        relation: str,
-        state: SourceState | None,
-        new_policy: dict[str, Any] | None,
-        expected_state: Any = ...,
+        description: str | None = None,
+        parents: builtins.list[DatasetVersion] | None = None,
+        relation: str = "derived",
+        state: SourceState | None = None,
+        pii: dict[str, str] | None = None,
+        expected_base: Any = ...,
     ) -> DatasetVersion:
-        digest_of_content = content_hash(table)
-        existing = self._find_by_hash(name, digest_of_content)
-        if existing is not None:
-            if state is not None or new_policy is not None:
-                with self._db.write() as conn:
-                    if new_policy is not None:
-                        self._save_policy(conn, name, new_policy)
-                    if state is not None:
-                        if expected_state is not ...:
-                            self._check_state(conn, name, state, expected_state)
-                        self._save_state(conn, existing, state)
-            return existing
-        segment, profile = self._segment_and_profile(table, digest_of_content)
-        return self._commit(
+        """:meth:`write_version`; with ``expected_base`` (a version id, or None: no version
+        yet) the version is written only while that is the dataset's latest, else
+        :class:`Conflict` (a compare-and-swap: rows appended meanwhile are never dropped)."""
+        write = self._plan(
             name,
             table,
-            segment,
-            profile=profile,
             append=False,
             source=source,
             kind=kind,
             description=description,
-            parents=parents,
+            parents=parents or [],
             relation=relation,
             state=state,
-            policy=new_policy,
-            expected_state=expected_state,
+            pii=pii,
+            expected_base=expected_base,
         )
+        if state is None and write.new_policy is None and expected_base is ...:
+            latest = self._latest(name)
+            if latest is not None and latest.content_hash == write.digest:
+                return latest  # the same content as the latest version: nothing to write
+        return self._commit_all([write])[0]
 
     def append(
         self,
@@ -505,16 +609,55 @@ class DatasetService:
         state: SourceState | None = None,
         pii: dict[str, str] | None = None,
     ) -> DatasetVersion:
-        """A new version: every segment of the latest version plus one segment of ``table``.
+        """A new version: every segment of the latest version plus one segment of ``table``
+        (the first version when the dataset has none).
 
         Storage grows by the new rows only. The rows must have the latest version's schema
         (same columns, same logical types, any order): a new, missing or retyped column raises
         :class:`SchemaChanged` naming each difference, and nothing is written. ``state`` (where
         the source stands after these rows: a SQL cursor, stream offsets) is saved in the same
-        transaction as the version, so data and position never disagree."""
+        transaction as the version, so data and position never disagree. Concurrent appends
+        all land: each extends the version that is latest when it commits."""
         return self._append(
             name, table, source=source, kind=kind, description=description, state=state, pii=pii
         )
+
+    def append_together(self, parts: Sequence[AppendPart]) -> builtins.list[DatasetVersion]:
+        """Append to several datasets in one transaction: every part's version, segment and
+        source state commits, or none does (e.g. a stream's batch into ``clicks`` and its
+        rejected rows into ``clicks.quarantine``). Each part follows the rules of
+        :meth:`append`: the dataset's PII policy is applied, the rows must have its latest
+        schema (read in the transaction), and a dataset with no version gets its first.
+        Returns the new versions in the order of ``parts``. Each dataset appears once; a part
+        without rows is refused (leave it out). Segments are stored before the transaction:
+        after a failure they are unreferenced blobs, never part of a version."""
+        parts = builtins.list(parts)
+        if not parts:
+            raise InvalidInput("nothing to append: no parts given")
+        names = [p.name for p in parts]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InvalidInput(
+                f"dataset {repeated[0]!r} appears in more than one part: one part per dataset"
+            )
+        writes = []
+        for part in parts:
+            check_name(part.name)
+            if not isinstance(part.table, pa.Table):
+                raise InvalidInput(f"the part for dataset {part.name!r} is not an Arrow table")
+            if part.table.num_rows == 0:
+                raise InvalidInput(f"nothing to append to dataset {part.name!r}: no rows")
+            writes.append(
+                self._plan(
+                    part.name,
+                    part.table,
+                    append=True,
+                    source=part.source,
+                    kind=part.kind,
+                    state=part.state,
+                )
+            )
+        return self._commit_all(writes)
 
     def _append(
         self,
@@ -527,56 +670,214 @@ class DatasetService:
         state: SourceState | None,
         pii: dict[str, str] | None,
         expected_state: Any = ...,
+        policies: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None,
     ) -> DatasetVersion:
         """:meth:`append`; with ``expected_state`` the version is written only if the source's
         saved state is still that (None: no state yet), else :class:`Conflict` — two runs of
-        one incremental source never both append the same rows."""
+        one incremental source never both append the same rows. ``policies``: what
+        :meth:`_policy_for_write` gave the caller (a new policy's key is made once)."""
         check_name(name)
         if isinstance(table, pa.Table) and table.num_rows == 0:
             raise InvalidInput(f"nothing to append to dataset {name!r}: no rows")
-        policy, new_policy = self._policy_for_write(name, pii)
-        table = self._prepare(name, table, policy)
-        latest = self._latest(name)
-        if latest is None:
-            return self._write_version(
-                name,
-                table,
-                source=source,
-                kind=kind,
-                description=description,
-                parents=[],
-                relation="derived",
-                state=state,
-                new_policy=new_policy,
-                expected_state=expected_state,
-            )
-        table = conform(table, latest.schema_, name)
-        segment, profile = self._segment_and_profile(table, content_hash(table))
-        return self._commit(
+        write = self._plan(
             name,
             table,
-            segment,
-            profile=profile,
             append=True,
             source=source,
             kind=kind,
             description=description,
-            parents=[],
-            relation="derived",
             state=state,
-            policy=new_policy,
+            pii=pii,
             expected_state=expected_state,
+            policies=policies,
         )
+        return self._commit_all([write])[0]
 
-    def _prepare(
-        self, name: str, table: pa.Table, policy: dict[str, Any] | None = None
-    ) -> pa.Table:
-        """Check the table and apply the dataset's policy (PII columns) before anything sees it."""
-        if policy is None:
-            policy = self._stored_policy(name)
+    def write_split(
+        self,
+        version: DatasetVersion,
+        passing: pa.Table | None,
+        failing: pl.DataFrame,
+        rows: Sequence[int],
+        *,
+        reason_column: str = "_mloop_reason",
+    ) -> tuple[DatasetVersion | None, DatasetVersion]:
+        """Split ``version`` (which must be its dataset's latest) in one transaction: the
+        ``failing`` rows (at positions ``rows`` of the version, their reasons in
+        ``reason_column``) appended to ``NAME.quarantine`` in the quarantine columns a stream
+        writes (kind ``validation``, the reason, the row as a JSON object, no partition, its
+        position as the offset), and the ``passing`` rows, when any, as a whole new version of
+        ``NAME`` written only while ``version`` is still the latest. Returns (the validated
+        version or None, the quarantine's version). Raises :class:`Conflict`, writing
+        nothing, when ``version`` is not (or stops being) the latest: rows appended since
+        would be dropped."""
+        name = version.dataset
+        if len(rows) != failing.height:
+            raise InvalidInput("one position per failing row is needed")
+        data = failing.drop(reason_column)
+        payloads = data.write_ndjson().splitlines() if data.width else ["{}"] * failing.height
+        record = pa.table(
+            {
+                "_mloop_kind": pa.array(["validation"] * failing.height, pa.string()),
+                "_mloop_reason": failing.get_column(reason_column).cast(pl.String).to_arrow(),
+                "_mloop_payload": pa.array(payloads, pa.string()),
+                "_mloop_partition": pa.nulls(failing.height, pa.int64()),
+                "_mloop_offset": pa.array(builtins.list(rows), pa.int64()),
+            }
+        )
+        earlier = self._previous_split(version, passing, record)
+        if earlier is not None:
+            return earlier  # the same split again: nothing to write
+        latest = self.get(name)
+        if latest.id != version.id:
+            raise Conflict(
+                f"{version.ref} is not the latest version of dataset {name!r} ({latest.ref} "
+                f"is): splitting it would write a version without the rows added since; "
+                f"quarantine {latest.ref} instead"
+            )
+        writes = [
+            self._plan(
+                f"{name}{QUARANTINE_SUFFIX}",
+                record,
+                append=True,
+                source=None,
+                kind="quarantine",
+                parents=[version],
+                relation="quarantined",
+            )
+        ]
+        if passing is not None:
+            writes.append(
+                self._plan(
+                    name,
+                    passing,
+                    append=False,
+                    source=None,
+                    kind="validated",
+                    parents=[version],
+                    relation="validated",
+                    expected_base=version.id,
+                )
+            )
+        written = self._commit_all(writes)
+        return (written[1] if passing is not None else None), written[0]
+
+    def _previous_split(
+        self, version: DatasetVersion, passing: pa.Table | None, record: pa.Table
+    ) -> tuple[DatasetVersion | None, DatasetVersion] | None:
+        """The versions an earlier split of ``version`` into these very rows wrote (its
+        quarantine version's own segment holds ``record``, its validated version ``passing``),
+        or None."""
+        edges = self._lineage.downstream("dataset_version", version.id, depth=1)
+        made = {(e.relation, e.dst.id) for e in edges if e.dst.type == "dataset_version"}
+        quarantine = f"{version.dataset}{QUARANTINE_SUFFIX}"
+        for relation, version_id in sorted(made):
+            if relation != "quarantined":
+                continue
+            found = self.get_by_id(version_id)
+            if found.dataset != quarantine:
+                continue
+            if self._own_segment_hash(found) != self._digest(quarantine, record, found.schema_):
+                continue
+            if passing is None:
+                return None, found
+            clean = self._digest(version.dataset, passing, None)
+            for other, other_id in sorted(made):
+                if other == "validated":
+                    candidate = self.get_by_id(other_id)
+                    if candidate.content_hash == clean and candidate.dataset == version.dataset:
+                        return candidate, found
+        return None
+
+    def _own_segment_hash(self, version: DatasetVersion) -> str | None:
+        """The content hash of the segment a version added (its last)."""
+        if not version.segments:
+            return version.content_hash
+        d, seg = tables.datasets, tables.dataset_segments
+        with self._db.read() as conn:
+            found = conn.execute(
+                sa.select(seg.c.content_hash)
+                .join(d, d.c.id == seg.c.dataset_id)
+                .where(d.c.name == version.dataset, seg.c.seq == version.segments[-1][1])
+            ).scalar()
+        return None if found is None else str(found)
+
+    def _digest(self, name: str, table: pa.Table, schema: TableSchema | None) -> str:
+        """The content hash ``table`` would have written to dataset ``name`` (its policy
+        applied; conformed to ``schema`` when appended), writing nothing."""
+        policy = self._stored_policy(name)
         with _redacting(policy):
             table = check_table(table, f"data for dataset {name!r}")
-        return apply_policy(table, policy) if has_pii(policy) else table
+            table = apply_policy(table, policy) if has_pii(policy) else table
+            if schema is not None:
+                table = conform(table, schema, name)
+        return content_hash(table)
+
+    def _plan(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        append: bool,
+        source: str | None,
+        kind: str,
+        description: str | None = None,
+        parents: builtins.list[DatasetVersion] | None = None,
+        relation: str = "derived",
+        state: SourceState | None = None,
+        pii: dict[str, str] | None = None,
+        expected_state: Any = ...,
+        expected_base: Any = ...,
+        policies: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None,
+    ) -> _Write:
+        """A write, staged: checked, protected by the policy, conformed to the latest schema
+        (appends) and its segment stored, ready for :meth:`_commit_all`."""
+        policy, new_policy = policies or self._policy_for_write(name, pii)
+        with _redacting(policy):
+            raw = check_table(table, f"data for dataset {name!r}")
+        write = _Write(
+            name=name,
+            raw=raw,
+            append=append,
+            source=source,
+            kind=kind,
+            description=description,
+            parents=parents or [],
+            relation=relation,
+            state=state,
+            new_policy=new_policy,
+            expected_state=expected_state,
+            expected_base=expected_base,
+        )
+        latest = self._latest(name) if append else None
+        self._stage(write, policy, None if latest is None else latest.schema_)
+        return write
+
+    def _stage(
+        self,
+        write: _Write,
+        policy: dict[str, Any] | None,
+        schema: TableSchema | None,
+        *,
+        need_blob: bool = False,
+    ) -> None:
+        """Apply ``policy``, conform an append to ``schema`` (the latest version's; None: it
+        will be the first version) and hash; store the segment and profile it, unless the
+        staged content is unchanged or (whole versions) stored already as a version."""
+        table = apply_policy(write.raw, policy) if has_pii(policy) else write.raw
+        if write.append and schema is not None:
+            with _redacting(policy):
+                table = conform(table, schema, write.name)
+        digest = content_hash(table)
+        write.policy = policy
+        write.basis = _schema_key(schema) if write.append and schema is not None else None
+        if digest == write.digest and write.segment is not None:
+            write.table = table
+            return
+        write.table, write.digest, write.segment, write.profile = table, digest, None, {}
+        if not write.append and not need_blob and self._find_by_hash(write.name, digest):
+            return  # a version holds this content: the new one shares its segments
+        write.segment, write.profile = self._segment_and_profile(table, digest)
 
     def _segment_and_profile(
         self, table: pa.Table, digest_of_content: str
@@ -599,153 +900,181 @@ class DatasetService:
             data_digest = self._artifacts.put_stream(sink)  # blob first: no dangling row
         return _Segment(data_digest, digest_of_content, table.num_rows, size)
 
-    def _commit(
-        self,
-        name: str,
-        table: pa.Table,
-        segment: _Segment,
-        *,
-        profile: dict[str, dict[str, Any]],
-        append: bool,
-        source: str | None,
-        kind: str,
-        description: str | None,
-        parents: builtins.list[DatasetVersion],
-        relation: str,
-        state: SourceState | None,
-        policy: dict[str, Any] | None = None,
-        expected_state: Any = ...,
-    ) -> DatasetVersion:
-        dv, seg = tables.dataset_versions, tables.dataset_segments
+    def _commit_all(self, writes: builtins.list[_Write]) -> builtins.list[DatasetVersion]:
+        """Commit staged writes in one transaction. What each was staged against (the latest
+        schema, the policy) is checked inside it: when another writer changed it meanwhile,
+        the write is staged again against what the transaction read, and the transaction
+        retried; so is a transaction that lost a race for a version or segment number."""
         for _attempt in range(8):
             try:
                 with self._db.write() as conn:
-                    dataset_id = self._dataset_id(
-                        conn,
-                        name,
-                        create=True,
-                        description=description,
-                        parents=parents,
-                    )
-                    assert dataset_id is not None
-                    if policy is not None:
-                        self._save_policy(conn, name, policy)
-                    if state is not None and expected_state is not ...:
-                        self._check_state(conn, name, state, expected_state)
-                    base = None
-                    if append:
-                        base = (
-                            conn.execute(
-                                sa.select(dv)
-                                .where(dv.c.dataset_id == dataset_id)
-                                .order_by(dv.c.version.desc())
-                                .limit(1)
-                            )
-                            .mappings()
-                            .first()
-                        )
-                    if base is None:
-                        version_hash = segment.content_hash
-                        again = (
-                            conn.execute(
-                                sa.select(dv).where(
-                                    dv.c.dataset_id == dataset_id,
-                                    dv.c.content_hash == version_hash,
-                                )
-                            )
-                            .mappings()
-                            .first()
-                        )
-                        if again is not None:
-                            found = _version_from_row(again, name)
-                            if state is not None:
-                                self._save_state(conn, found, state)
-                            return found
-                    else:
-                        version_hash = hashlib.sha256(
-                            f"{base['content_hash']}+{segment.content_hash}".encode()
-                        ).hexdigest()
-                    last_seq = conn.execute(
-                        sa.select(sa.func.max(seg.c.seq)).where(seg.c.dataset_id == dataset_id)
-                    ).scalar()
-                    seq = (last_seq or 0) + 1
-                    conn.execute(
-                        seg.insert().values(
-                            dataset_id=dataset_id,
-                            seq=seq,
-                            data_digest=segment.data_digest,
-                            content_hash=segment.content_hash,
-                            row_count=segment.row_count,
-                            size_bytes=segment.size_bytes,
-                            created_at=now_ms(),
-                        )
-                    )
-                    latest = conn.execute(
-                        sa.select(sa.func.max(dv.c.version)).where(dv.c.dataset_id == dataset_id)
-                    ).scalar()
-                    version_id = new_id()
-                    if base is None:
-                        ranges = [[seq, seq]]
-                        rows, size = segment.row_count, segment.size_bytes
-                    else:
-                        ranges = [list(r) for r in base["segments"] or []]
-                        if ranges and ranges[-1][1] == seq - 1:
-                            ranges[-1][1] = seq
-                        else:
-                            ranges.append([seq, seq])
-                        rows = base["row_count"] + segment.row_count
-                        size = base["size_bytes"] + segment.size_bytes
-                        profile = merge_profiles(base["profile"], profile)
-                    row = {
-                        "id": version_id,
-                        "dataset_id": dataset_id,
-                        "version": (latest or 0) + 1,
-                        "content_hash": version_hash,
-                        "data_digest": segment.data_digest,
-                        "row_count": rows,
-                        "size_bytes": size,
-                        "schema": (
-                            schema_of(table)
-                            if base is None
-                            else merged_schema(
-                                TableSchema.model_validate(base["schema"]), schema_of(table)
-                            )
-                        ).model_dump(mode="json"),
-                        "profile": profile,
-                        "source": source,
-                        "kind": kind,
-                        "created_at": now_ms(),
-                        "created_by": local_actor(),
-                        "segments": ranges,
-                        "base_version_id": None if base is None else base["id"],
-                    }
-                    conn.execute(dv.insert().values(**row))
-                    node = ("dataset_version", version_id)
-                    if source:
-                        self._lineage.add(conn, ("source", source), node, "ingested")
-                    if base is not None:
-                        self._lineage.add(conn, ("dataset_version", base["id"]), node, "appended")
-                    for parent in parents:
-                        self._lineage.add(conn, ("dataset_version", parent.id), node, relation)
-                    self._audit.record(
-                        conn,
-                        "dataset.version.create",
-                        "dataset_version",
-                        f"{name}@{row['version']}",
-                        {
-                            "rows": rows,
-                            "new_rows": segment.row_count,
-                            "kind": kind,
-                            "source": source,
-                        },
-                    )
-                    version = _version_from_row(row, name)  # type: ignore[arg-type]
-                    if state is not None:
-                        self._save_state(conn, version, state)
-                return version
+                    return [self._commit_one(conn, write) for write in writes]
+            except _Restage as again:
+                self._stage(again.write, again.policy, again.schema, need_blob=again.need_blob)
             except DBIntegrityError:
-                continue  # a concurrent writer took the number or the content; look again
-        raise Conflict(f"could not add a version to dataset {name!r}: too many concurrent writers")
+                continue  # a concurrent writer took the number; look again
+        names = ", ".join(repr(w.name) for w in writes)
+        raise Conflict(f"could not add a version to dataset {names}: too many concurrent writers")
+
+    def _commit_one(self, conn: Connection, write: _Write) -> DatasetVersion:
+        dv = tables.dataset_versions
+        name = write.name
+        dataset_id = self._dataset_id(
+            conn, name, create=True, description=write.description, parents=write.parents
+        )
+        assert dataset_id is not None
+        if write.new_policy is not None:
+            self._save_policy(conn, name, write.new_policy)
+        policy = self._sync_policy(conn, name)
+        if write.state is not None and write.expected_state is not ...:
+            self._check_state(conn, name, write.state, write.expected_state)
+        base = (
+            conn.execute(
+                sa.select(dv)
+                .where(dv.c.dataset_id == dataset_id)
+                .order_by(dv.c.version.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        base_id = None if base is None else base["id"]
+        if write.expected_base is not ... and base_id != write.expected_base:
+            raise Conflict(
+                f"dataset {name!r} moved on while this version was made from "
+                f"{'its latest version' if write.expected_base else 'nothing'} (another "
+                "writer added a version); nothing was written: run again on the new latest"
+            )
+        schema = None if base is None else TableSchema.model_validate(base["schema"])
+        if _protection(policy) != _protection(write.policy) or (
+            write.append and write.basis != (None if schema is None else _schema_key(schema))
+        ):
+            raise _Restage(write, policy, schema if write.append else None)
+        if write.append:
+            return self._insert_version(conn, write, dataset_id, base=base)
+        if base is not None and base["content_hash"] == write.digest:
+            found = _version_from_row(base, name)
+            if write.state is not None:
+                self._save_state(conn, found, write.state)
+            return found
+        same = (
+            conn.execute(
+                sa.select(dv)
+                .where(dv.c.dataset_id == dataset_id, dv.c.content_hash == write.digest)
+                .order_by(dv.c.version.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if same is None and write.segment is None:
+            raise _Restage(write, policy, None, need_blob=True)
+        return self._insert_version(conn, write, dataset_id, base=None, reuse=same)
+
+    def _insert_version(
+        self,
+        conn: Connection,
+        write: _Write,
+        dataset_id: str,
+        *,
+        base: RowMapping | None,
+        reuse: RowMapping | None = None,
+    ) -> DatasetVersion:
+        """Add ``write``'s segment and the version holding it (after ``base``'s segments when
+        appending); with ``reuse``, a version of an older version's very segments."""
+        dv, seg = tables.dataset_versions, tables.dataset_segments
+        name, table, segment = write.name, write.table, write.segment
+        assert table is not None
+        new_rows = 0
+        if reuse is None:
+            assert segment is not None
+            last_seq = conn.execute(
+                sa.select(sa.func.max(seg.c.seq)).where(seg.c.dataset_id == dataset_id)
+            ).scalar()
+            seq = (last_seq or 0) + 1
+            conn.execute(
+                seg.insert().values(
+                    dataset_id=dataset_id,
+                    seq=seq,
+                    data_digest=segment.data_digest,
+                    content_hash=segment.content_hash,
+                    row_count=segment.row_count,
+                    size_bytes=segment.size_bytes,
+                    created_at=now_ms(),
+                )
+            )
+            new_rows = segment.row_count
+        latest = conn.execute(
+            sa.select(sa.func.max(dv.c.version)).where(dv.c.dataset_id == dataset_id)
+        ).scalar()
+        version_id = new_id()
+        if reuse is not None:
+            version_hash, data_digest = reuse["content_hash"], reuse["data_digest"]
+            ranges = [builtins.list(r) for r in reuse["segments"] or []]
+            rows, size = reuse["row_count"], reuse["size_bytes"]
+            schema, profile = reuse["schema"], reuse["profile"]
+        else:
+            assert segment is not None
+            data_digest = segment.data_digest
+            if base is None:
+                version_hash = segment.content_hash
+                ranges = [[seq, seq]]
+                rows, size = segment.row_count, segment.size_bytes
+                schema = schema_of(table).model_dump(mode="json")
+                profile = write.profile
+            else:
+                version_hash = hashlib.sha256(
+                    f"{base['content_hash']}+{segment.content_hash}".encode()
+                ).hexdigest()
+                ranges = [builtins.list(r) for r in base["segments"] or []]
+                if ranges and ranges[-1][1] == seq - 1:
+                    ranges[-1][1] = seq
+                else:
+                    ranges.append([seq, seq])
+                rows = base["row_count"] + segment.row_count
+                size = base["size_bytes"] + segment.size_bytes
+                schema = merged_schema(
+                    TableSchema.model_validate(base["schema"]), schema_of(table)
+                ).model_dump(mode="json")
+                profile = merge_profiles(base["profile"], write.profile)
+        row = {
+            "id": version_id,
+            "dataset_id": dataset_id,
+            "version": (latest or 0) + 1,
+            "content_hash": version_hash,
+            "data_digest": data_digest,
+            "row_count": rows,
+            "size_bytes": size,
+            "schema": schema,
+            "profile": profile,
+            "source": write.source,
+            "kind": write.kind,
+            "created_at": now_ms(),
+            "created_by": local_actor(),
+            "segments": ranges,
+            "base_version_id": None if base is None else base["id"],
+        }
+        conn.execute(dv.insert().values(**row))
+        node = ("dataset_version", version_id)
+        if write.source:
+            self._lineage.add(conn, ("source", write.source), node, "ingested")
+        if base is not None:
+            self._lineage.add(conn, ("dataset_version", base["id"]), node, "appended")
+        if reuse is not None:
+            self._lineage.add(conn, ("dataset_version", reuse["id"]), node, "same_content")
+        for parent in write.parents:
+            self._lineage.add(conn, ("dataset_version", parent.id), node, write.relation)
+        self._audit.record(
+            conn,
+            "dataset.version.create",
+            "dataset_version",
+            f"{name}@{row['version']}",
+            {"rows": rows, "new_rows": new_rows, "kind": write.kind, "source": write.source},
+        )
+        version = _version_from_row(row, name)  # type: ignore[arg-type]
+        if write.state is not None:
+            self._save_state(conn, version, write.state)
+        return version
 
     # -- incremental sources ---------------------------------------------------------------
 
@@ -847,14 +1176,34 @@ class DatasetService:
         return None if row is None or row.policy is None else public_policy(row.policy)
 
     def _stored_policy(self, name: str) -> dict[str, Any] | None:
-        """The policy with its hashing key: for this service only. ``X.quarantine`` without a
-        policy of its own has ``X``'s: whoever writes rejected rows there, they are protected."""
-        d = tables.datasets
+        """The policy with its hashing key: for this service only. ``X.quarantine`` has
+        ``X``'s current PII tags too (merged into its own at every write): whoever writes
+        rejected rows there, and whenever ``X``'s policy changed, they are protected."""
         with self._db.read() as conn:
-            found = conn.execute(sa.select(d.c.policy).where(d.c.name == name)).scalar()
-        if found is None and name.endswith(QUARANTINE_SUFFIX):
-            return self._stored_policy(name.removesuffix(QUARANTINE_SUFFIX))
-        return None if found is None else dict(found)
+            return self._policy_in(conn, name)
+
+    def _policy_in(self, conn: Connection, name: str) -> dict[str, Any] | None:
+        d = tables.datasets
+        found = conn.execute(sa.select(d.c.policy).where(d.c.name == name)).scalar()
+        own = None if found is None else dict(found)
+        if not name.endswith(QUARANTINE_SUFFIX):
+            return own
+        parent = self._policy_in(conn, name.removesuffix(QUARANTINE_SUFFIX))
+        if not has_pii(parent):
+            return own
+        assert parent is not None
+        if own is None:
+            return parent
+        pii = {**own.get("pii", {}), **parent["pii"]}  # the dataset's current actions win
+        return {"pii": dict(sorted(pii.items())), "key": own.get("key") or parent.get("key")}
+
+    def _sync_policy(self, conn: Connection, name: str) -> dict[str, Any] | None:
+        """In a write's transaction: the policy its rows must have been protected by, saved
+        with the dataset when it changed (a quarantine taking its dataset's new PII tags)."""
+        policy = self._policy_in(conn, name)
+        if policy is not None and name.endswith(QUARANTINE_SUFFIX):
+            self._save_policy(conn, name, policy)
+        return policy
 
     def _effective_policy(self, name: str, pii: dict[str, str] | None) -> dict[str, Any] | None:
         """Which columns a write will protect (no key): to know whether messages need redacting."""
@@ -917,11 +1266,8 @@ class DatasetService:
         if found is not None or not create:
             return found
         dataset_id = new_id()
+        # a quarantine takes its dataset's policy at every write (_sync_policy)
         policy = self._inherited_policy(conn, parents) if parents else None
-        if policy is None and name.endswith(QUARANTINE_SUFFIX):
-            policy = conn.execute(
-                sa.select(d.c.policy).where(d.c.name == name.removesuffix(QUARANTINE_SUFFIX))
-            ).scalar()
         conn.execute(
             d.insert().values(
                 id=dataset_id,

@@ -51,6 +51,13 @@ def detect_format(path: Path, declared: str | None = None) -> FileFormat:
     )
 
 
+def csv_convert_options() -> pacsv.ConvertOptions:
+    """Only an empty field is null: Arrow's default null spellings (``NA``, ``N/A``, ``nan``,
+    ``NULL``, ``null``, ``-``, ...) are data (``NA`` is Namibia's country code). A column of
+    numbers holding one of them is a string column, like any other text among numbers."""
+    return pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True)
+
+
 def read_bytes_table(data: bytes, fmt: FileFormat, label: str) -> pa.Table:
     """Parse ``data`` as ``fmt``; ``label`` names the input in error messages."""
     if not data.strip():
@@ -59,7 +66,7 @@ def read_bytes_table(data: bytes, fmt: FileFormat, label: str) -> pa.Table:
         if fmt == "csv":
             table = pacsv.read_csv(
                 io.BytesIO(data),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+                convert_options=csv_convert_options(),
             )
         elif fmt == "jsonl":
             table = pajson.read_json(io.BytesIO(data))

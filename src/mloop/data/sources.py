@@ -9,6 +9,7 @@ import glob as _glob
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -18,11 +19,19 @@ from urllib.parse import urlsplit, urlunsplit
 from mloop.core.errors import InvalidInput, NotFound
 from mloop.core.lazy import lazy_module
 from mloop.core.schema import TableSchema
-from mloop.data.readers import FileFormat, check_table, detect_format, read_bytes_table, read_file
+from mloop.data.readers import (
+    FileFormat,
+    check_table,
+    csv_convert_options,
+    detect_format,
+    read_bytes_table,
+    read_file,
+)
 from mloop.data.types import logical_type, schema_of
 from mloop.data.versioning import SchemaChanged, conform, describe_changes
 
 if TYPE_CHECKING:
+    import numpy as np
     import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -31,6 +40,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
     import sqlalchemy as sa
 else:
+    np = lazy_module("numpy")
     pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
     pacsv = lazy_module("pyarrow.csv")
@@ -42,6 +52,9 @@ else:
 GLOB_CHARS = re.compile(r"[*?\[]")
 SMALL_FILE = 1 << 20  # below this a file is read into memory whole; above it, streamed
 SQL_CHUNK_ROWS = 50_000
+# keys of the rows at the last cursor value kept in an incremental source's state (--key); when
+# more rows share that value, none are kept and the next run reads only greater cursors
+MAX_KEYS = 10_000
 
 
 # -- secrets in URLs ---------------------------------------------------------------------------
@@ -163,9 +176,7 @@ def read_stream(handle: Any, fmt: FileFormat, label: str) -> pa.Table:
     """Parse an open binary file (a path works too) as ``fmt`` without reading it whole first."""
     try:
         if fmt == "csv":
-            table = pacsv.read_csv(
-                handle, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
-            )
+            table = pacsv.read_csv(handle, convert_options=csv_convert_options())
         elif fmt == "jsonl":
             table = pajson.read_json(handle)
         else:
@@ -253,6 +264,7 @@ class SqlSource:
         cursor: str | None = None,
         key: str | None = None,
         chunk_rows: int = SQL_CHUNK_ROWS,
+        hash_keys: Callable[[pa.Array], pa.Array] | None = None,
     ) -> None:
         if (table is None) == (query is None):
             raise InvalidInput("give a SQL source exactly one of a table or a query")
@@ -270,6 +282,7 @@ class SqlSource:
         self.cursor = cursor
         self.key = key
         self.chunk_rows = max(1, chunk_rows)
+        self.hash_keys = hash_keys
         masked = mask_url(url)
         if table is not None:
             self.name = f"{masked}#table={table}"
@@ -299,7 +312,7 @@ class SqlSource:
     def read(self, state: dict[str, Any] | None) -> SqlRead:
         """Rows after ``state`` (everything when None or without a cursor), in cursor order."""
         last = None
-        seen: list[Any] = []
+        seen: list[Any] | None = None  # keys read at the last cursor; None: not known
         if self.cursor is not None and state:
             saved = state.get("cursor") or {}
             if saved.get("column") not in (None, self.cursor):
@@ -309,11 +322,12 @@ class SqlSource:
                 )
             if "value" in saved:
                 last = _decode_cursor(saved)
-            seen = list(state.get("keys") or [])
+            seen = self._seen(state)
+        ties = self.key is not None and (last is None or seen is not None)
         engine = self._engine()
         try:
             with engine.connect() as conn:
-                stmt, types = self._statement(conn, last)
+                stmt, types = self._statement(conn, last, ties)
                 result = conn.execution_options(stream_results=True).execute(stmt)
                 names = list(result.keys())
                 parts = []
@@ -338,10 +352,28 @@ class SqlSource:
             engine.dispose()
         table = _concat(parts, names, types)
         if table is not None and self.cursor is not None:
-            table = self._after(table, last, seen)
-        return SqlRead(table, self.name, self._state_after(table, state))
+            table = self._after(table, last, seen if ties else None)
+        return SqlRead(table, self.name, self._state_after(table, state, seen))
 
-    def _statement(self, conn: sa.Connection, last: Any) -> tuple[Any, dict[str, pa.DataType]]:
+    def _seen(self, state: dict[str, Any]) -> list[Any] | None:
+        """The keys a saved state holds, in the form this read compares (digests when the key
+        column is hashed); None when they are not known (more than :data:`MAX_KEYS` shared the
+        last cursor, or they were hashed and no hashing is given now)."""
+        if self.key is None or state.get("keys_overflow") or state.get("key") != self.key:
+            return None  # none kept, too many, or of another column: compare cursors only
+        keys = list(state.get("keys") or [])
+        if state.get("keys_hashed"):
+            return keys if self.hash_keys is not None else None
+        if self.hash_keys is not None and keys:  # kept raw before the key column was PII
+            digests: list[Any] = self.hash_keys(pa.array(keys)).to_pylist()
+            return digests
+        return keys
+
+    def _statement(
+        self, conn: sa.Connection, last: Any, ties: bool = False
+    ) -> tuple[Any, dict[str, pa.DataType]]:
+        """The SELECT of the rows after ``last``: a superset where the database cannot compare
+        exactly (rows equal to ``last`` too: ``ties``, or SQLite's times), cut in Arrow."""
         types: dict[str, pa.DataType] = {}
         if self.table is not None:
             schema, _, name = self.table.rpartition(".")
@@ -375,21 +407,27 @@ class SqlSource:
                 else:
                     bound = sa.bindparam("mloop_last", last, type_=cursor_col.type)
                 left: Any = cursor_col
+                superset = ties
                 if conn.dialect.name == "sqlite" and isinstance(cursor_col.type, sa.DateTime):
                     # SQLite keeps times as text, with or without fractions of a second:
-                    # compare them as times, not as strings
+                    # compare them as times, not as strings. julianday() keeps milliseconds
+                    # only, so rows later within the last one's millisecond compare equal:
+                    # read them too (>=), and keep the ones truly after in Arrow (_after)
                     left = sa.func.julianday(cursor_col)
                     bound = sa.func.julianday(
                         sa.bindparam("mloop_last", last.isoformat(sep=" "), type_=sa.String)
                     )
-                stmt = stmt.where(left >= bound if self.key else left > bound)
+                    superset = True
+                stmt = stmt.where(left >= bound if superset else left > bound)
             stmt = stmt.where(cursor_col.is_not(None))
             order = [cursor_col] + ([key_col] if key_col is not None else [])
         if order:
             stmt = stmt.order_by(*order)
         return stmt, types
 
-    def _after(self, table: pa.Table, last: Any, seen: list[Any]) -> pa.Table | None:
+    def _after(self, table: pa.Table, last: Any, seen: list[Any] | None) -> pa.Table | None:
+        """The rows truly after ``last``, exactly, in Arrow: a greater cursor, or (``seen``
+        given: a key column closes the gap at ties) an equal cursor and a key not yet read."""
         assert self.cursor is not None
         if self.cursor not in table.column_names:
             raise InvalidInput(f"{self.name} returned no cursor column {self.cursor!r}")
@@ -402,19 +440,32 @@ class SqlSource:
                     f"key column {self.key!r} is {key_type}: a key is an integer or a string "
                     "column (its values at the last cursor are kept with the source's state)"
                 )
-            if last is not None and seen:
-                at_last = pc.equal(
-                    table.column(self.cursor), _scalar_like(last, table, self.cursor)
-                )
-                known = pc.is_in(
-                    table.column(self.key),
-                    value_set=pa.array(seen, type=table.schema.field(self.key).type),
-                )
-                drop = pc.and_(pc.fill_null(at_last, False), pc.fill_null(known, False))
-                table = table.filter(pc.invert(drop))
+        if last is None:
+            return table if table.num_rows else None
+        column = table.column(self.cursor)
+        bound = _scalar_like(last, table, self.cursor)
+        keep = pc.fill_null(pc.greater(column, bound), False)
+        if seen is not None:
+            at_last = pc.fill_null(pc.equal(column, bound), False)
+            rows = pc.indices_nonzero(at_last)
+            if len(rows):
+                keys = self._key_form(table.column(self.key).take(rows))
+                known = pc.fill_null(pc.is_in(keys, value_set=pa.array(seen, keys.type)), False)
+                tie = np.zeros(table.num_rows, dtype=bool)
+                tie[rows.to_numpy()[~known.to_numpy(zero_copy_only=False)]] = True
+                keep = pc.or_(keep, pa.array(tie))
+        table = table.filter(keep)
         return table if table.num_rows else None
 
-    def _state_after(self, table: pa.Table | None, before: dict[str, Any] | None) -> dict[str, Any]:
+    def _key_form(self, keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Keys as kept in the source's state: keyed hashes when the key column is PII."""
+        if isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
+        return keys if self.hash_keys is None else self.hash_keys(keys)
+
+    def _state_after(
+        self, table: pa.Table | None, before: dict[str, Any] | None, seen: list[Any] | None
+    ) -> dict[str, Any]:
         if self.cursor is None:
             return {}
         if table is None:
@@ -424,12 +475,19 @@ class SqlSource:
         state: dict[str, Any] = {"cursor": {"column": self.cursor, **_encode_cursor(top.as_py())}}
         if self.key is not None:
             at_top = table.filter(pc.fill_null(pc.equal(column, top), False))
-            keys = at_top.column(self.key).to_pylist()
+            keys = self._key_form(at_top.column(self.key)).to_pylist()
             previous = (before or {}).get("cursor", {})
-            if previous.get("value") == state["cursor"]["value"]:
-                keys = list(dict.fromkeys([*(before or {}).get("keys", []), *keys]))
+            if previous.get("value") == state["cursor"]["value"] and seen is not None:
+                keys = list(dict.fromkeys([*seen, *keys]))
             state["key"] = self.key
-            state["keys"] = keys
+            if self.hash_keys is not None:
+                state["keys_hashed"] = True
+            if len(keys) > MAX_KEYS:
+                # too many to keep: the next run reads only rows with a greater cursor
+                state["keys"] = []
+                state["keys_overflow"] = True
+            else:
+                state["keys"] = keys
         return state
 
 
@@ -617,7 +675,12 @@ def _json_column(name: str, values: list[Any], column: Any, label: str) -> pa.Ar
         if len(kinds) > 1 or "other" in kinds:
             shown = " and ".join(sorted(k if k != "other" else "objects or lists" for k in kinds))
             raise InvalidInput(f"{label}: field {name!r} mixes {shown}; one type per field")
-        return pa.array(values, type=None if kinds else pa.string())
+        try:
+            return pa.array(values, type=None if kinds else pa.string())
+        except (OverflowError, pa.ArrowInvalid):  # an integer beyond 64 bits: no Arrow type
+            raise InvalidInput(
+                f"{label}: field {name!r} holds an integer beyond the 64-bit range"
+            ) from None
     expected = column.type
     allowed = {
         "integer": {"integer"},
@@ -639,9 +702,18 @@ def _json_column(name: str, values: list[Any], column: Any, label: str) -> pa.Ar
         )
     target = _physical_type(column)
     try:
+        if expected == "float":  # a JSON integer in a float column, even one beyond 64 bits
+            values = [float(v) if type(v) is int else v for v in values]
         if expected in ("datetime", "date"):
             return pa.array(values, type=pa.string()).cast(target or pa.timestamp("us"))
         return pa.array(values, type=target)
+    except OverflowError:  # Python's integers have no bound; the column's type does
+        change = {"column": name, "change": "retyped", "from": expected, "to": "out of range"}
+        raise SchemaChanged(
+            f"{label} do not match the dataset: field {name!r} holds a number beyond the range "
+            f"of {column.physical or expected}",
+            [change],
+        ) from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         change = {"column": name, "change": "retyped", "from": expected, "to": "unparseable"}
         raise SchemaChanged(

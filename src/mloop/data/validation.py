@@ -1141,11 +1141,18 @@ class ValidationService:
     def quarantine(
         self, ref: str | Path | DatasetVersion, suite: Suite | str | Path
     ) -> QuarantineResult:
-        """Validate a version; if rows fail, write them with their reasons to
-        ``<name>.quarantine`` and the passing rows as a new version of ``<name>``.
+        """Validate a version; if rows fail, append them with their reasons to
+        ``<name>.quarantine`` and write the passing rows as a new version of ``<name>``, in one
+        transaction.
 
-        Both are ordinary immutable versions with lineage back to the input; running this again
-        on the same input writes nothing new.
+        The version split must be its dataset's latest (else :class:`Conflict`, nothing
+        written): the validated version replaces it, and must not drop rows appended since;
+        a writer adding a version meanwhile makes it a Conflict too. Quarantined rows have the
+        columns a stream's quarantine has (``_mloop_kind`` ``validation``, ``_mloop_reason``,
+        the row as a JSON object in ``_mloop_payload``, a null ``_mloop_partition``, the row's
+        position in the version in ``_mloop_offset``), so batches and streams share
+        ``<name>.quarantine``. Data that passes writes nothing; so does running the same split
+        again (it returns the versions it wrote).
         """
         if isinstance(ref, Path):
             raise InvalidInput(
@@ -1159,22 +1166,10 @@ class ValidationService:
         good, bad = evaluation.split()
         if not bad.height:
             return QuarantineResult(report=report, clean=version, quarantined=None)
-        quarantined = self._datasets.write_version(
-            f"{version.dataset}.quarantine",
-            bad.to_arrow(),
-            kind="quarantine",
-            parents=[version],
-            relation="quarantined",
+        rows = evaluation.failing_mask().arg_true().to_list()
+        clean, quarantined = self._datasets.write_split(
+            version, good.to_arrow() if good.height else None, bad, rows
         )
-        clean = None
-        if good.height:
-            clean = self._datasets.write_version(
-                version.dataset,
-                good.to_arrow(),
-                kind="validated",
-                parents=[version],
-                relation="validated",
-            )
         return QuarantineResult(report=report, clean=clean, quarantined=quarantined)
 
     def _protected(self, frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:

@@ -16,10 +16,12 @@ from mloop.data.types import logical_type, schema_of
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from mloop.data.datasets import DatasetVersion
 else:
     pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
     """``table`` with ``schema``'s columns in its order and the physical types of the dataset.
 
     Same names and logical types are required; a column with no values at all takes the
-    dataset's type. Anything else raises :class:`SchemaChanged` and nothing is coerced."""
+    dataset's type. A cast that would change a value is refused: an integer or time that does
+    not fit, a float that a narrower float would round (float64 → float32), a time with a zone
+    into a column without one or the reverse (zone-aware times into another zone are the same
+    instants: allowed). Anything else raises :class:`SchemaChanged` and nothing is coerced."""
     incoming = schema_of(table)
     changes = []
     for change in schema_changes(schema, incoming):
@@ -105,16 +110,53 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
         column = table.column(col.name)
         target = _physical(col)
         if target is not None and column.type != target:
-            try:
-                column = column.cast(target, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            retyped = [{"column": col.name, "change": "retyped", "from": col.type, "to": col.type}]
+            loss = _zone_change(column.type, target)
+            if loss is None:
+                try:
+                    cast = column.cast(target, safe=True)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SchemaChanged(
+                        f"column {col.name!r} of the rows does not fit dataset {dataset!r}'s "
+                        f"type {col.physical}: {exc}",
+                        retyped,
+                    ) from exc
+                loss = _lost_in(column, cast)
+                column = cast
+            if loss is not None:
                 raise SchemaChanged(
                     f"column {col.name!r} of the rows does not fit dataset {dataset!r}'s "
-                    f"type {col.physical}: {exc}",
-                    [{"column": col.name, "change": "retyped", "from": col.type, "to": col.type}],
-                ) from exc
+                    f"type {col.physical}: {loss}",
+                    retyped,
+                )
         columns.append(column)
     return pa.table(columns, names=schema.names)
+
+
+def _zone_change(source: pa.DataType, target: pa.DataType) -> str | None:
+    """Why times of type ``source`` cannot become ``target`` without a guess: a zone-aware
+    time would lose its zone in a naive column, and a naive one would need a zone invented."""
+    if not (pa.types.is_timestamp(source) and pa.types.is_timestamp(target)):
+        return None
+    if source.tz is not None and target.tz is None:
+        return f"its times have a zone ({source.tz}) and the dataset's have none"
+    if source.tz is None and target.tz is not None:
+        return f"its times have no zone and the dataset's are in {target.tz}"
+    return None
+
+
+def _lost_in(column: pa.ChunkedArray, cast: pa.ChunkedArray) -> str | None:
+    """Why ``cast`` (a safe cast of ``column``) does not hold the same values, or None. A safe
+    cast refuses overflow and truncation but still rounds floats to a narrower float."""
+    if not (pa.types.is_floating(column.type) and pa.types.is_floating(cast.type)):
+        return None
+    if column.type.bit_width <= cast.type.bit_width:
+        return None
+    back = cast.cast(column.type)
+    same = pc.or_kleene(pc.equal(column, back), pc.and_kleene(pc.is_nan(column), pc.is_nan(back)))
+    if pc.all(same, skip_nulls=True).as_py() is False:
+        return f"{column.type} values would lose precision as {cast.type}"
+    return None
 
 
 def _physical(col: Column) -> pa.DataType | None:

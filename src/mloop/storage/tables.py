@@ -53,7 +53,9 @@ dataset_versions = sa.Table(
     sa.Column("segments", sa.JSON, nullable=True),
     sa.Column("base_version_id", ID, nullable=True),
     sa.UniqueConstraint("dataset_id", "version"),
-    sa.UniqueConstraint("dataset_id", "content_hash"),
+    # revision 0004: not unique; content equal to an older version makes a new latest version
+    # sharing that version's segments
+    sa.Index(None, "dataset_id", "content_hash"),
     sa.Index(None, "dataset_id", "created_at"),
 )
 

@@ -106,21 +106,21 @@ class PayloadTooLarge(InvalidInput):
     http_status = 413
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+ROWS_HINT = "(setting ingest_max_body_bytes): send fewer rows per request"
+
+
+async def _read_body(request: Request, limit: int, hint: str = ROWS_HINT) -> bytes:
+    """The request body, refused (413) as soon as it is known to be over ``limit`` bytes: by
+    its Content-Length before reading, or while reading a body sent without one (never held
+    whole beyond the limit)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(
-            f"the body has {int(length):,} bytes; the limit is {limit:,} "
-            "(setting ingest_max_body_bytes): send fewer rows per request"
-        )
+        raise PayloadTooLarge(f"the body has {int(length):,} bytes; the limit is {limit:,} {hint}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(
-                f"the body is over the limit of {limit:,} bytes (setting ingest_max_body_bytes): "
-                "send fewer rows per request"
-            )
+            raise PayloadTooLarge(f"the body is over the limit of {limit:,} bytes {hint}")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -210,7 +210,11 @@ async def ingest(ws: WS, name: str, request: Request) -> DatasetVersion:
             f"content type {content_type or '(none)'!r} is not a data format; send one of: "
             + ", ".join(sorted(CONTENT_TYPES))
         )
-    body = await request.body()
+    body = await _read_body(
+        request,
+        ws.settings.ingest_max_body_bytes,
+        "(setting ingest_max_body_bytes): send a smaller file, or ingest it from a path or URL",
+    )
     # parsing, profiling and writing are CPU and disk work: keep them off the event loop
     return await run_in_threadpool(ws.datasets.ingest_bytes, body, name=name, format=fmt)
 
@@ -274,9 +278,7 @@ async def put_suite(ws: WS, name: str, request: Request) -> Suite:
             f"content type {content_type or '(none)'!r} is not a suite: send application/json "
             "or application/yaml"
         )
-    body = await request.body()
-    if len(body) > MAX_SUITE_BYTES:
-        raise InvalidInput(f"a suite of {len(body):,} bytes is too large")
+    body = await _read_body(request, MAX_SUITE_BYTES, "for a suite")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

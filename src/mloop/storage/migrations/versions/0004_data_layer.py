@@ -1,7 +1,9 @@
 """Data layer: versions made of shared Parquet segments, dataset policies, incremental source
 state (SQL cursors, stream offsets), registered transforms and their cached runs.
 
-Existing versions become one segment each.
+Existing versions become one segment each. A dataset's content hash is no longer unique among
+its versions (content equal to an older version makes a new latest version sharing its
+segments): the unique constraint becomes an index.
 
 Revision ID: 0004
 Revises: 0003
@@ -30,6 +32,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("base_version_id", ID, nullable=True))
         batch.create_index(
             "ix_dataset_versions_dataset_id_created_at", ["dataset_id", "created_at"]
+        )
+        # content equal to an older version may be a new version (sharing its segments)
+        batch.drop_constraint("uq_dataset_versions_dataset_id_content_hash", type_="unique")
+        batch.create_index(
+            "ix_dataset_versions_dataset_id_content_hash", ["dataset_id", "content_hash"]
         )
     segments = op.create_table(
         "dataset_segments",
@@ -120,6 +127,10 @@ def downgrade() -> None:
     op.drop_table("source_states")
     op.drop_table("dataset_segments")
     with op.batch_alter_table("dataset_versions") as batch:
+        batch.drop_index("ix_dataset_versions_dataset_id_content_hash")
+        batch.create_unique_constraint(
+            "uq_dataset_versions_dataset_id_content_hash", ["dataset_id", "content_hash"]
+        )
         batch.drop_index("ix_dataset_versions_dataset_id_created_at")
         batch.drop_column("base_version_id")
         batch.drop_column("segments")
