@@ -556,6 +556,12 @@ def test_quarantine_splits_failing_rows_from_passing_rows(
     with pytest.raises(Conflict, match=r"sales@4 is not the latest version .*\(sales@5 is\)"):
         ws.validation.quarantine("sales@4", "sales")
     assert state(ws) == before
+    # the latest is split: its failing rows are appended to the quarantine, after the first's
+    later = ws.validation.quarantine("sales", "sales")
+    assert later.quarantined is not None
+    assert (later.quarantined.ref, later.quarantined.segments) == ("sales.quarantine@2", [(1, 2)])
+    assert later.quarantined_rows == 9  # the 7 broken rows, and the 2 appended (ids 0, 1 again)
+    assert later.quarantined.row_count == len(BROKEN_ROWS) + later.quarantined_rows
 
 
 def test_quarantine_never_drops_rows_appended_meanwhile(

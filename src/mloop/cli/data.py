@@ -525,7 +525,7 @@ def validate(
             console.print(f"HTML report → [bold]{escape(str(html))}[/bold]")
         if result is not None and result.quarantined is not None:
             console.print(
-                f"quarantined {result.quarantined.row_count:,} rows → "
+                f"quarantined {result.quarantined_rows:,} rows → "
                 f"[bold]{result.quarantined.ref}[/bold] (column _mloop_reason says why)"
             )
             if result.clean is not None:

@@ -118,6 +118,8 @@ class QuarantineResult(BaseModel):
     report: ValidationReport
     clean: DatasetVersion | None
     quarantined: DatasetVersion | None
+    # the rows this split set apart (``quarantined`` is NAME.quarantine's version: every split's)
+    quarantined_rows: int = 0
 
 
 class SplitResult:
@@ -1170,7 +1172,9 @@ class ValidationService:
         clean, quarantined = self._datasets.write_split(
             version, good.to_arrow() if good.height else None, bad, rows
         )
-        return QuarantineResult(report=report, clean=clean, quarantined=quarantined)
+        return QuarantineResult(
+            report=report, clean=clean, quarantined=quarantined, quarantined_rows=bad.height
+        )
 
     def _protected(self, frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
         """A file or frame checked against the suite of a dataset with PII columns gets that

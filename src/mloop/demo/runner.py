@@ -233,7 +233,7 @@ def _run(
         suite=f"{suite.name}@{suite.version}",
         batch=v2.ref,
         quarantined=split.quarantined.ref if split.quarantined else None,
-        quarantined_rows=split.quarantined.row_count if split.quarantined else 0,
+        quarantined_rows=split.quarantined_rows,
         clean=split.clean.ref if split.clean else None,
         run_id=trained.run.id,
         metrics={
