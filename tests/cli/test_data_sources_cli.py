@@ -66,11 +66,6 @@ def test_ingest_a_glob_then_append_then_diff_and_show(
     assert r.exit_code == 0, r.output
     assert "new version (+5 rows appended) s@2: 65 rows × 3 columns in 2 segments" in text(r)
 
-    # a shell-expanded glob: several files, one version
-    files = [str(tmp_path / f"part{i}.csv") for i in range(3)]
-    r = cli("ingest", *files, "--name", "s")
-    assert "unchanged: same content as s@1" in text(r)
-
     r = cli("versions", "s")
     assert r.exit_code == 0
     assert "segments" in r.output
@@ -99,6 +94,14 @@ def test_ingest_a_glob_then_append_then_diff_and_show(
     assert r.exit_code == 2
     assert "column 'amount' (float) removed" in text(r)
     assert [v.version for v in ws.datasets.versions("s")] == [1, 2]
+
+    # a shell-expanded glob: several files, one version; s@1's content again becomes the
+    # latest, sharing s@1's segment; once more, it is unchanged
+    files = [str(tmp_path / f"part{i}.csv") for i in range(3)]
+    r = cli("ingest", *files, "--name", "s")
+    assert "new version (the content of s@1, sharing its segments) s@3: 60 rows" in text(r)
+    r = cli("ingest", *files, "--name", "s")
+    assert "unchanged: same content as s@3" in text(r)
 
 
 def test_ingest_sql_incrementally(cli: Run, ws: Workspace, tmp_path: Path) -> None:

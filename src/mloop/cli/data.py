@@ -120,6 +120,14 @@ def ingest(
         if version.base_version_id:
             added = version.row_count - ws.datasets.get_by_id(version.base_version_id).row_count
             verdict += f" (+{added:,} rows appended)"
+        else:
+            same = [
+                v.ref
+                for v in ws.datasets.versions(version.dataset)
+                if v.content_hash == version.content_hash and v.id != version.id
+            ]
+            if same:
+                verdict += f" (the content of {same[-1]}, sharing its segments)"
     elif sql is not None and cursor is not None:
         verdict = "[yellow]no new rows[/yellow]: still"
     else:
