@@ -172,6 +172,7 @@ def produce(
     """Send events to a stream: each line of FILE is one event, sent as it is (blank lines
     are skipped). A stream or topic that does not exist is created."""
     from mloop.core.errors import InvalidInput
+    from mloop.data.streams.base import mask_url
 
     if chunk < 1:
         raise InvalidInput("--chunk must be at least 1")
@@ -201,10 +202,11 @@ def produce(
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
+    shown = mask_url(source)  # never a password on the screen
     if as_json:
-        print_json({"source": source, "events": sent})
+        print_json({"source": shown, "events": sent})
     else:
-        console.print(f"sent {sent:,} events to {escape(source)}")
+        console.print(f"sent {sent:,} events to {escape(shown)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,11 +14,27 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from mloop.core.errors import Conflict, InvalidInput
+from mloop.core.errors import Conflict, InvalidInput, NotFound
 from mloop.data import BetweenCheck, Suite
-from mloop.data.streams import QUARANTINE_COLUMNS, LocalLog, StreamStats, parse_stream_uri
+from mloop.data.streams import (
+    QUARANTINE_COLUMNS,
+    LocalLog,
+    StreamStats,
+    StreamUnavailable,
+    parse_stream_uri,
+)
+from mloop.data.streams.base import consumer_name
 from mloop.workspace import Workspace
-from stream_helpers import Stream, dumps, events, nats_consumer_info, spawn_stream, wait_started
+from stream_helpers import (
+    Stream,
+    _nats,
+    dumps,
+    events,
+    free_port,
+    nats_consumer_info,
+    spawn_stream,
+    wait_started,
+)
 
 
 def consume(stream: Stream, dataset: str = "events", **options: Any) -> StreamStats:
@@ -158,29 +174,68 @@ def log_stream(sqlite_ws: Workspace) -> Stream:
     return Stream("log", "log://events", sqlite_ws)
 
 
-def test_a_crash_between_the_quarantine_and_the_data_writes_nothing_twice(
+def _die_inside_the_transaction(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next batch's transaction fails after the quarantine's version is in it, when the
+    dataset's offsets are saved: what a SIGKILL at that moment leaves (nothing committed)."""
+    real = ws.datasets._save_state
+
+    def die(conn: Any, version: Any, state: Any) -> None:
+        if version.dataset == "events":
+            raise RuntimeError("the process died here")
+        real(conn, version, state)
+
+    monkeypatch.setattr(ws.datasets, "_save_state", die)
+
+
+def _not_there(ws: Workspace, name: str) -> bool:
+    try:
+        ws.datasets.get(name)
+    except NotFound:
+        return True
+    return False
+
+
+def test_a_crash_inside_the_batch_transaction_writes_nothing(
     log_stream: Stream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The quarantine is written first with its own offsets; a crash before the data is
-    written repeats the batch, and the quarantine skips what it already holds."""
+    """The quarantine, the rows and both offset states commit in one transaction: a failure
+    inside it leaves neither dataset written and no offsets; the restart lands each event
+    once."""
     ws = log_stream.ws
     log_stream.produce([*events(range(10)), b"bad one", b"bad two"])
-    real = ws.datasets.append
-
-    def crash_on_data(name: str, table: pa.Table, **kw: Any) -> Any:
-        if name == "events":
-            raise RuntimeError("the process died here")
-        return real(name, table, **kw)
-
-    monkeypatch.setattr(ws.datasets, "append", crash_on_data)
+    _die_inside_the_transaction(ws, monkeypatch)
     with pytest.raises(RuntimeError, match="died"):
         consume(log_stream, max_events=12, batch_size=100)
-    assert len(quarantine(ws)) == 2
-    monkeypatch.setattr(ws.datasets, "append", real)
+    assert _not_there(ws, "events")
+    assert _not_there(ws, "events.quarantine")
+    assert ws.streams.state("events", log_stream.uri) is None
+    monkeypatch.undo()
     stats = consume(log_stream, max_events=12, batch_size=100)
-    assert (stats.written, stats.quarantined, stats.redelivered) == (10, 0, 2)
+    assert (stats.written, stats.quarantined, stats.redelivered) == (10, 2, 0)
     assert len(quarantine(ws)) == 2
     assert sorted(ids(ws)) == list(range(10))
+
+
+def test_a_replayed_batch_may_reject_other_events_and_each_still_lands_once(
+    log_stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What rejects an event depends on its whole batch (the first batch fixes the schema).
+    A run that saw ids 0-4 (x: "a", "b", "c", 4, 5) would quarantine 3 and 4; it dies before
+    committing. The restart reads 0-9 in one batch, where the numbers win: 0-2 are
+    quarantined, 3-9 written. Every id is in exactly one of the two datasets, once."""
+    ws = log_stream.ws
+    xs: list[Any] = ["a", "b", "c", 4, 5]
+    log_stream.produce([dumps({"id": i, "x": x}) for i, x in enumerate(xs)])
+    _die_inside_the_transaction(ws, monkeypatch)
+    with pytest.raises(RuntimeError, match="died"):
+        consume(log_stream, max_events=5, batch_size=100)
+    monkeypatch.undo()
+    log_stream.produce([dumps({"id": i, "x": i}) for i in range(5, 10)])
+    stats = consume(log_stream, max_events=10, batch_size=100)
+    assert (stats.written, stats.quarantined) == (7, 3)
+    held = [json.loads(r["_mloop_payload"])["id"] for r in quarantine(ws)]
+    assert sorted(held) == [0, 1, 2]
+    assert sorted(ids(ws)) == list(range(3, 10))
 
 
 def test_one_consumer_per_dataset_and_stop_from_another_thread(log_stream: Stream) -> None:
@@ -234,10 +289,11 @@ def test_sigterm_writes_the_batch_in_hand_then_exits(
         "3600",
         "--json",
     )
+    durable = consumer_name("events", sqlite_ws.streams.workspace)
     try:
         assert wait_started(process)
         deadline = time.monotonic() + 60
-        while nats_consumer_info(nats_subject, "mloop-events").num_ack_pending < 500:
+        while nats_consumer_info(nats_subject, durable).num_ack_pending < 500:
             assert time.monotonic() < deadline, "the events were never delivered"
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
@@ -250,7 +306,7 @@ def test_sigterm_writes_the_batch_in_hand_then_exits(
     summary = json.loads(out)
     assert (summary["stopped"], summary["written"]) == ("signal", 500)
     assert sorted(ids(sqlite_ws)) == list(range(500))
-    info = nats_consumer_info(nats_subject, "mloop-events")
+    info = nats_consumer_info(nats_subject, durable)
     assert info.num_ack_pending == 0
     assert info.ack_floor.stream_seq == 500
 
@@ -275,7 +331,7 @@ def test_nats_holds_no_more_than_its_prefetch_whatever_is_waiting(
             assert source._puller is not None
             assert len(source._puller.buffer) <= 200
             # delivered and not acknowledged: what was taken, and at most a prefetch more
-            assert nats_consumer_info(nats_subject, "mloop-events").num_ack_pending <= taken + 200
+            assert nats_consumer_info(nats_subject, source.durable).num_ack_pending <= taken + 200
         assert seqs == list(range(1, 3001))
     finally:
         source.close()
@@ -336,14 +392,14 @@ def test_rows_the_dataset_refuses_at_the_last_moment_go_to_the_quarantine(
 
     ws = log_stream.ws
     log_stream.produce([*events(range(10)), b"bad one", b"bad two"])
-    real = ws.datasets.append
+    real = ws.datasets.append_together
 
-    def refuse(name: str, table: pa.Table, **kw: Any) -> Any:
-        if name == "events":
+    def refuse(parts: list[Any]) -> Any:
+        if any(part.name == "events" for part in parts):
             raise SchemaChanged("the rows do not match dataset 'events': changed", [])
-        return real(name, table, **kw)
+        return real(parts)
 
-    monkeypatch.setattr(ws.datasets, "append", refuse)
+    monkeypatch.setattr(ws.datasets, "append_together", refuse)
     stats = consume(log_stream, max_events=12, batch_size=100)
     assert (stats.written, stats.quarantined, stats.reasons["schema"]) == (0, 12, 10)
     rows = quarantine(ws)
@@ -377,11 +433,22 @@ def test_pii_never_reaches_the_quarantine_raw(sqlite_ws: Workspace) -> None:
     assert all(r["_mloop_payload"] is None or "merchant" in r["_mloop_payload"] for r in rows)
 
 
-def test_offsets_and_rows_commit_together_on_each_metadata_backend(ws: Workspace) -> None:
-    """SQLite and PostgreSQL: the offsets travel in the version's transaction."""
+def test_offsets_and_rows_commit_together_on_each_metadata_backend(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite and PostgreSQL: the offsets travel in the version's transaction. A failure in
+    that transaction, after the version row is written, leaves neither rows nor offsets."""
     stream = Stream("log", "log://events", ws)
     stream.produce([*events(range(100)), *events(range(50, 60)), *events(range(100, 200))])
     assert consume(stream, max_events=100).written == 100
+    before = ws.datasets.get("events")
+    state = ws.streams.state("events", "log://events")
+    _die_inside_the_transaction(ws, monkeypatch)
+    with pytest.raises(RuntimeError, match="died"):
+        consume(stream, max_events=110)
+    monkeypatch.undo()
+    assert ws.datasets.get("events").id == before.id
+    assert ws.streams.state("events", "log://events") == state
     rest = consume(stream, max_events=110)
     assert (rest.written, rest.duplicates) == (100, 10)
     assert sorted(ids(ws)) == list(range(200))
@@ -389,3 +456,134 @@ def test_offsets_and_rows_commit_together_on_each_metadata_backend(ws: Workspace
     assert state is not None
     last = LocalLog(ws.home / "streams" / "events.log").read(0, 1000)[1][-1]
     assert state["offsets"] == {"0": last}
+
+
+# -- broker errors are one line, never a traceback ----------------------------------------------
+
+
+def test_the_cli_reports_a_broker_that_is_not_there_in_one_line(
+    sqlite_ws: Workspace, nats_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import run_cli
+    from mloop.data.streams import kafka
+
+    monkeypatch.setattr(kafka, "METADATA_TIMEOUT", 2.0)
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    subject = f"mloop.missing.{free_port()}"
+    cases = [
+        (("stream", "x", "--source", f"nats://{dead}/a", "--idle-exit", "1"), "cannot connect"),
+        (("produce", f"nats://{dead}/a"), "cannot connect"),
+        (("stream", "x", "--source", f"kafka://{dead}/t", "--idle-exit", "1"), "cannot reach"),
+        (("produce", f"kafka://{dead}/t"), "cannot reach Kafka"),
+        (
+            ("stream", "x", "--source", f"nats://{nats_server}/{subject}", "--idle-exit", "1"),
+            "no JetStream stream captures subject",
+        ),
+        (
+            (
+                "stream",
+                "x",
+                "--source",
+                f"nats://{nats_server}/{subject}?stream=nope_{subject[-5:]}",
+            ),
+            "no JetStream stream 'nope_",
+        ),
+    ]
+    for args, message in cases:
+        code, out, err = run_cli(sqlite_ws, "data", *args)  # raises on a traceback
+        assert code == 2, (args, out, err)
+        assert message in err, (args, err)
+        assert "Traceback" not in err
+
+
+def test_a_nats_stream_deleted_and_created_again_is_refused(
+    nats_subject: str, sqlite_ws: Workspace
+) -> None:
+    """The stored sequence is beyond the new stream's end: reading on would skip its events."""
+    from nats.js.api import StreamConfig
+
+    sqlite_ws.streams.produce(nats_subject, events(range(10)))
+    assert sqlite_ws.streams.consume("events", nats_subject, max_events=10).written == 10
+    subject = nats_subject.rsplit("/", 1)[1]
+
+    async def recreate(js: Any) -> None:
+        name = await js.find_stream_name_by_subject(subject)
+        await js.delete_stream(name)
+        await js.add_stream(StreamConfig(name=name, subjects=[subject]))
+
+    _nats(recreate)
+    sqlite_ws.streams.produce(nats_subject, events(range(10, 13)))
+    with pytest.raises(StreamUnavailable, match="deleted and created again"):
+        sqlite_ws.streams.consume("events", nats_subject, max_events=3)
+    # more events than before do not hide it: the stream's creation time differs
+    sqlite_ws.streams.produce(nats_subject, events(range(13, 30)))
+    with pytest.raises(StreamUnavailable, match="deleted and created again"):
+        sqlite_ws.streams.consume("events", nats_subject, max_events=3)
+    assert sorted(ids(sqlite_ws)) == list(range(10))
+
+
+def test_a_deleted_nats_consumer_stops_the_stream_with_the_reason(
+    nats_subject: str, sqlite_ws: Workspace
+) -> None:
+    """409 Consumer Deleted (or 503 once it is gone) is a failure, never an idle stream."""
+    from mloop.data.streams.nats import NatsSource
+
+    sqlite_ws.streams.produce(nats_subject, events(range(10)))
+    source = NatsSource(parse_stream_uri(nats_subject), "events", prefetch=100)
+    source.open({})
+    try:
+        assert len(source.fetch(10, 5.0)) == 10
+
+        async def delete(js: Any) -> None:
+            await js.delete_consumer(source.stream, source.durable)
+
+        _nats(delete)
+        with pytest.raises(StreamUnavailable, match=r"deleted|no responder"):
+            _fetch_for(source, 10.0)
+    finally:
+        source.close()
+
+
+def _fetch_for(source: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        source.fetch(10, 0.5)
+
+
+# -- credentials and where offsets are kept ----------------------------------------------------
+
+
+def test_credentials_are_never_stored_and_offsets_follow_the_stream_not_the_server(
+    nats_subject: str, sqlite_ws: Workspace
+) -> None:
+    """A password in the URI reaches the broker only: versions, lineage, audit, source states
+    and summaries show it masked. Offsets are keyed by the subject, so another spelling of
+    the server (localhost for 127.0.0.1) or a rotated password resumes where the last run
+    stopped."""
+    host, _, rest = nats_subject.removeprefix("nats://").partition(":")
+    with_password = f"nats://app:s3cret@{host}:{rest}"
+    sqlite_ws.streams.produce(nats_subject, events(range(30)))
+    first = sqlite_ws.streams.consume("events", with_password, max_events=20, batch_size=10)
+    assert first.written == 20
+    assert "s3cret" not in json.dumps(first.as_dict())
+    assert first.source == f"nats://app:***@{host}:{rest}"
+    other = nats_subject.replace("127.0.0.1", "localhost")
+    if other == nats_subject:
+        other = f"nats://app:rotated@{host}:{rest}"
+    second = sqlite_ws.streams.consume("events", other, max_events=10, batch_size=10)
+    assert (second.events, second.written, second.redelivered) == (10, 10, 0)
+    assert sorted(ids(sqlite_ws)) == list(range(30))
+    sqlite_ws.close()
+    for path in sqlite_ws.home.rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
+
+
+def test_consumer_names_tell_datasets_and_workspaces_apart() -> None:
+    names = {
+        consumer_name("a.b", "ws1"),
+        consumer_name("a_b", "ws1"),
+        consumer_name("a.b", "ws2"),
+    }
+    assert len(names) == 3
+    assert all(n.startswith("mloop-a_b-") for n in names)

@@ -8,16 +8,18 @@ Each batch goes through the same steps, in this order:
    JSON objects, lack the id, or do not fit the columns are rejected with a reason;
 3. rows whose id is in the recent-id window, or earlier in the batch, are dropped as duplicates;
 4. a suite, when given, splits off the rows that fail it;
-5. rejected rows are appended to ``<dataset>.quarantine`` (the raw message, the reason, its
-   partition and offset) with the quarantine's own copy of the offsets;
-6. the rows are appended to the dataset as one new segment, with the offsets in the SAME
-   transaction (:meth:`DatasetService.append`): data and position never disagree;
-7. only then the broker hears that the messages are done.
+5. rejected rows (the raw message, the reason, its partition and offset) and the rows are
+   appended to ``<dataset>.quarantine`` and to the dataset, each with the batch's offsets, in
+   ONE database transaction (:meth:`DatasetService.append_together`): both versions and both
+   offset states commit, or nothing does;
+6. only then the broker hears that the messages are done.
 
-A crash between any two steps repeats the batch on restart: step 1 skips what step 6
-committed, and quarantine rows are skipped by the quarantine's offsets (written before the
-data), so every message lands exactly once in one of the two datasets, or is counted as a
-duplicate.
+A crash anywhere before step 5 commits leaves nothing of the batch behind, and the restart
+reads it again from the stored offsets — whatever batch its events fall into then, and
+whatever that batch rejects. A crash after it: step 1 skips what was committed. So every
+message lands exactly once in one of the two datasets, or is counted as a duplicate. Where a
+run resumes is the larger of the offsets stored with the dataset and with its quarantine (a
+batch whose every event was rejected moves only the quarantine's).
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.errors import Conflict, InvalidInput, NotFound
-from mloop.data.datasets import DatasetService, DatasetVersion, check_name
-from mloop.data.streams.base import StreamProducer, StreamSource, StreamURI, parse_stream_uri
+from mloop.data.datasets import AppendPart, DatasetService, DatasetVersion, check_name
+from mloop.data.streams.base import (
+    StreamProducer,
+    StreamSource,
+    StreamURI,
+    parse_stream_uri,
+)
 from mloop.data.streams.events import (
     KINDS,
     SCHEMA,
@@ -107,8 +114,15 @@ class StreamStats:
 
 
 def open_source(
-    uri: StreamURI, home: Path, dataset: str, *, batch_size: int = DEFAULT_BATCH_SIZE
+    uri: StreamURI,
+    home: Path,
+    dataset: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workspace: str = "",
 ) -> StreamSource:
+    """The source of ``uri`` for ``dataset``; ``workspace`` (what identifies the workspace)
+    goes into the broker-side consumer name, so two workspaces never share one."""
     if uri.scheme == "log":
         from mloop.data.streams.log import LogSource
 
@@ -116,10 +130,10 @@ def open_source(
     if uri.scheme == "nats":
         from mloop.data.streams.nats import NatsSource
 
-        return NatsSource(uri, dataset, prefetch=max(batch_size, 1000))
+        return NatsSource(uri, dataset, workspace=workspace, prefetch=max(batch_size, 1000))
     from mloop.data.streams.kafka import KafkaSource
 
-    return KafkaSource(uri, dataset)
+    return KafkaSource(uri, dataset, workspace=workspace)
 
 
 def open_producer(uri: StreamURI, home: Path) -> StreamProducer:
@@ -140,6 +154,35 @@ def _offsets(state: dict[str, Any] | None) -> dict[int, int]:
     if not state:
         return {}
     return {int(p): int(o) for p, o in (state.get("offsets") or {}).items()}
+
+
+def _quarantine_key(uri: StreamURI, dataset: str, quarantine: str) -> str:
+    """What the quarantine's offsets are stored under: the stream's key, and the dataset
+    when the quarantine has a name of its own (it may serve several datasets)."""
+    if quarantine == f"{dataset}.quarantine":
+        return uri.key
+    return f"{uri.key} into {dataset}"
+
+
+def _resume_state(
+    datasets: DatasetService, dataset: str, quarantine: str, uri: StreamURI
+) -> dict[str, Any] | None:
+    """Where a consumer of ``uri`` into ``dataset`` resumes: the state stored with the
+    dataset and the one stored with its quarantine (each written with its rows, in one
+    transaction), with the larger offset of each partition."""
+    data = datasets.source_state(dataset, uri.key)
+    if data is None and uri.legacy_key != uri.key:  # stored before offsets had their own key
+        data = datasets.source_state(dataset, uri.legacy_key)
+    held = datasets.source_state(quarantine, _quarantine_key(uri, dataset, quarantine))
+    if data is None and held is None:
+        return None
+    a, b = _offsets(data), _offsets(held)
+    merged = {p: max(a.get(p, -1), b.get(p, -1)) for p in sorted({*a, *b})}
+    return {**(held or {}), **(data or {}), "offsets": _state_offsets(merged)}
+
+
+def _state_offsets(done: dict[int, int]) -> dict[str, int]:
+    return {str(p): o for p, o in sorted(done.items())}
 
 
 def _merge(done: dict[int, int], partitions: np.ndarray, offsets: np.ndarray) -> dict[int, int]:
@@ -179,6 +222,7 @@ class StreamConsumer:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         on_batch: Callable[[StreamStats], None] | None = None,
         on_start: Callable[[StreamStats], None] | None = None,
+        workspace: str = "",
     ) -> None:
         self.dataset = check_name(dataset)
         self.quarantine = check_name(quarantine or f"{dataset}.quarantine")
@@ -209,13 +253,14 @@ class StreamConsumer:
         self.window = DedupWindow(dedup_window)
         self.on_batch = on_batch
         self.on_start = on_start
+        self.workspace = workspace
         self.stats = StreamStats(dataset=self.dataset, source=self.uri.canonical)
         self._stop = threading.Event()
         self._stop_reason = "stop"
         self._schema: pa.Schema | None = None
         self._suite: Suite | None = None
-        self._done: dict[int, int] = {}  # offsets stored with the data
-        self._quarantined: dict[int, int] = {}  # offsets stored with the quarantine
+        self._done: dict[int, int] = {}  # offsets stored (with the data or the quarantine)
+        self._stored: dict[str, Any] = {}  # the state stored with them (what the source said)
         self._handled: dict[int, int] = {}  # highest offset taken into a batch in this run
         self._created: DatasetVersion | None = None  # a version of the dataset, once there is
 
@@ -268,8 +313,14 @@ class StreamConsumer:
         ``handle_signals``) SIGTERM/SIGINT; the batch in hand is always written first."""
         with self._exclusive(), self._signals(handle_signals):
             self._prepare()
-            source = open_source(self.uri, self._home, self.dataset, batch_size=self.batch_size)
-            source.open(self._done)
+            source = open_source(
+                self.uri,
+                self._home,
+                self.dataset,
+                batch_size=self.batch_size,
+                workspace=self.workspace,
+            )
+            source.open(self._done, self._stored)
             started = time.monotonic()
             try:
                 if self.on_start is not None:
@@ -345,9 +396,8 @@ class StreamConsumer:
                 if isinstance(self.suite_ref, Suite)
                 else self._validation.get_suite(self.suite_ref)
             )
-        source = self.uri.canonical
-        self._done = _offsets(self._datasets.source_state(self.dataset, source))
-        self._quarantined = _offsets(self._datasets.source_state(self.quarantine, source))
+        self._stored = _resume_state(self._datasets, self.dataset, self.quarantine, self.uri) or {}
+        self._done = _offsets(self._stored)
         self._check_quarantine()
         self._protect_quarantine()
         latest = self._latest(self.dataset)
@@ -436,34 +486,77 @@ class StreamConsumer:
         table, index, rejected = self._dedup(parsed)
         if table is not None and self._suite is not None:
             table, index = self._validate(table, index, rejected)
-        # 5. quarantine first, 6. then the data with its offsets, 7. then the broker
+        # 5. the quarantine, the rows and the offsets of both in one transaction; 6. the broker
         done = _merge(self._done, partitions, offsets)
-        if rejected:
-            self._write_quarantine(rejected, payloads, partitions, offsets, done)
-        if table is not None and table.num_rows:
+        if table is not None and not table.num_rows:
+            table = None
+        if table is not None or rejected:
             try:
-                version = self._datasets.append(
-                    self.dataset,
-                    table,
-                    source=self.uri.canonical,
-                    kind="stream",
-                    state=SourceState(self.uri.canonical, self._state(done, source)),
-                )
+                self._commit(table, rejected, payloads, partitions, offsets, done, source)
             except SchemaChanged as exc:  # the dataset changed under us: keep the rows aside
+                if table is None:
+                    raise  # the quarantine refused its own rows: nothing to fall back to
                 latest = self._latest(self.dataset)
                 if latest is not None:
                     self._schema = self._segment_schema(latest)
                 moved = [(int(i), SCHEMA, exc.message) for i in index]
-                self._write_quarantine(moved, payloads, partitions, offsets, done, again=True)
-            else:
-                stats.written += table.num_rows
-                stats.version = version.ref
-                self.window.add(table.column(self.id_field))
-                if self._created is None:
-                    self._created = version  # the stored schema is the one to parse against
-                    self._schema = self._segment_schema(version)
+                self._commit(None, rejected + moved, payloads, partitions, offsets, done, source)
             self._done = done
         source.ack(fetched)
+
+    def _commit(
+        self,
+        table: pa.Table | None,
+        rejected: list[tuple[int, str, str]],
+        payloads: list[bytes],
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        done: dict[int, int],
+        source: StreamSource,
+    ) -> None:
+        """The batch's rejected events into the quarantine and its rows into the dataset, each
+        with the offsets ``done``, in one transaction; the counts move once it committed."""
+        state = {"offsets": _state_offsets(done), **source.describe()}
+        parts = []
+        if rejected:
+            parts.append(
+                AppendPart(
+                    self.quarantine,
+                    self._quarantine_table(rejected, payloads, partitions, offsets),
+                    source=self.uri.canonical,
+                    kind="quarantine",
+                    state=SourceState(self._quarantine_key, state),
+                )
+            )
+        if table is not None:
+            parts.append(
+                AppendPart(
+                    self.dataset,
+                    table,
+                    source=self.uri.canonical,
+                    kind="stream",
+                    state=SourceState(self.uri.key, state),
+                )
+            )
+        versions = self._datasets.append_together(parts)
+        stats = self.stats
+        if rejected:
+            stats.quarantined += len(rejected)
+            for _, kind, _ in rejected:
+                stats.reasons[kind] = stats.reasons.get(kind, 0) + 1
+            stats.quarantine_version = versions[0].ref
+        if table is not None:
+            version = versions[-1]
+            stats.written += table.num_rows
+            stats.version = version.ref
+            self.window.add(table.column(self.id_field))
+            if self._created is None:
+                self._created = version  # the stored schema is the one to parse against
+                self._schema = self._segment_schema(version)
+
+    @property
+    def _quarantine_key(self) -> str:
+        return _quarantine_key(self.uri, self.dataset, self.quarantine)
 
     def _fresh(self, partitions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         if len(offsets) == 0:
@@ -521,30 +614,15 @@ class StreamConsumer:
             rejected.append((int(index[row]), VALIDATION, str(reasons[ids[row]])))
         return table.filter(pa.array(passing)), index[passing]
 
-    def _write_quarantine(
-        self,
+    @staticmethod
+    def _quarantine_table(
         rejected: list[tuple[int, str, str]],
         payloads: list[bytes],
         partitions: np.ndarray,
         offsets: np.ndarray,
-        done: dict[int, int],
-        again: bool = False,
-    ) -> None:
-        # rows a previous run already quarantined (it died before writing the data) stay out;
-        # ``again``: rows of this batch the data refused after its quarantine was written
-        rows = [
-            r
-            for r in rejected
-            if again or offsets[r[0]] > self._quarantined.get(int(partitions[r[0]]), -1)
-        ]
-        for _, kind, _ in rows:
-            self.stats.reasons[kind] = self.stats.reasons.get(kind, 0) + 1
-        self.stats.quarantined += len(rows)
-        self.stats.redelivered += len(rejected) - len(rows)
-        if not rows:
-            return
-        rows.sort()
-        table = pa.table(
+    ) -> pa.Table:
+        rows = sorted(rejected)
+        return pa.table(
             {
                 "_mloop_kind": pa.array([k for _, k, _ in rows], pa.string()),
                 REASON_COLUMN: pa.array([r for _, _, r in rows], pa.string()),
@@ -556,21 +634,6 @@ class StreamConsumer:
                 "_mloop_offset": pa.array([int(offsets[i]) for i, _, _ in rows], pa.int64()),
             }
         )
-        merged = {p: max(o, self._quarantined.get(p, -1)) for p, o in done.items()}
-        version = self._datasets.append(
-            self.quarantine,
-            table,
-            source=self.uri.canonical,
-            kind="quarantine",
-            state=SourceState(
-                self.uri.canonical, {"offsets": {str(p): o for p, o in merged.items()}}
-            ),
-        )
-        self._quarantined = merged
-        self.stats.quarantine_version = version.ref
-
-    def _state(self, done: dict[int, int], source: StreamSource) -> dict[str, Any]:
-        return {"offsets": {str(p): o for p, o in sorted(done.items())}, **source.describe()}
 
 
 class StreamService:
@@ -588,8 +651,17 @@ class StreamService:
         self._artifacts = artifacts
         self._home = Path(home)
 
+    @property
+    def workspace(self) -> str:
+        """What identifies this workspace to a broker (in consumer names): its metadata
+        database, without a password (a PostgreSQL workspace is one wherever it is opened)."""
+        db = getattr(self._datasets, "_db", None)
+        url = getattr(db, "display_url", None)
+        return str(url) if url else str(self._home.resolve())
+
     def consumer(self, dataset: str, source: str, **options: Any) -> StreamConsumer:
         """A :class:`StreamConsumer` (options as its keyword arguments); call ``run()``."""
+        options.setdefault("workspace", self.workspace)
         return StreamConsumer(
             self._datasets,
             self._validation,
@@ -620,6 +692,11 @@ class StreamService:
         with self.producer(source) as producer:
             return producer.send(payloads)
 
-    def state(self, dataset: str, source: str) -> dict[str, Any] | None:
-        """The offsets stored with ``dataset`` for ``source`` (where a consumer resumes)."""
-        return self._datasets.source_state(dataset, parse_stream_uri(source).canonical)
+    def state(
+        self, dataset: str, source: str, *, quarantine: str | None = None
+    ) -> dict[str, Any] | None:
+        """The offsets stored for ``source`` with ``dataset`` and its quarantine: where a
+        consumer resumes (None: it starts at the beginning)."""
+        check_name(dataset)
+        held = check_name(quarantine or f"{dataset}.quarantine")
+        return _resume_state(self._datasets, dataset, held, parse_stream_uri(source))

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mloop.core.errors import InvalidInput, StorageError
 from mloop.data.streams.base import Fetched, StreamProducer, StreamSource, StreamURI
@@ -197,7 +198,7 @@ class LogSource(StreamSource):
         self.log = LocalLog(log_path(home, uri.target))
         self._position = 0
 
-    def open(self, resume: dict[int, int]) -> None:
+    def open(self, resume: dict[int, int], stored: dict[str, Any] | None = None) -> None:
         last = resume.get(0)
         if last is not None:
             if last >= self.log.end():
