@@ -13,6 +13,7 @@ from typing import Any
 import hypothesis.strategies as st
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -562,6 +563,18 @@ def test_quarantine_splits_failing_rows_from_passing_rows(
     assert (later.quarantined.ref, later.quarantined.segments) == ("sales.quarantine@2", [(1, 2)])
     assert later.quarantined_rows == 9  # the 7 broken rows, and the 2 appended (ids 0, 1 again)
     assert later.quarantined.row_count == len(BROKEN_ROWS) + later.quarantined_rows
+    # a stream's rejected events append to the same quarantine (the consumer's own table shape)
+    streamed = pa.table(
+        {
+            "_mloop_kind": ["schema"],
+            "_mloop_reason": ["field 'id': not an integer"],
+            "_mloop_payload": ['{"id": "x"}'],
+            "_mloop_partition": pa.array([0], pa.int64()),
+            "_mloop_offset": pa.array([17], pa.int64()),
+        }
+    )
+    both = ws.datasets.append("sales.quarantine", streamed, kind="quarantine")
+    assert both.schema_.names == list(stream_consumer.QUARANTINE_COLUMNS)
 
 
 def test_quarantine_never_drops_rows_appended_meanwhile(
