@@ -111,7 +111,8 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
         target = _physical(col)
         if target is not None and column.type != target:
             retyped = [{"column": col.name, "change": "retyped", "from": col.type, "to": col.type}]
-            loss = _zone_change(column.type, target)
+            empty = column.null_count == len(column)  # no value to lose
+            loss = None if empty else _zone_change(column.type, target)
             if loss is None:
                 try:
                     cast = column.cast(target, safe=True)
@@ -121,7 +122,7 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
                         f"type {col.physical}: {exc}",
                         retyped,
                     ) from exc
-                loss = _lost_in(column, cast)
+                loss = None if empty else _lost_in(column, cast)
                 column = cast
             if loss is not None:
                 raise SchemaChanged(
