@@ -218,7 +218,7 @@ class _Puller:
         return True
 
     def _status_reason(self, code: int, description: str) -> str:
-        said = f"{code} {description}".strip()
+        said = f"{code} {description.strip()}".strip()
         text = description.strip().lower()
         if code == 409 and text == "consumer deleted":
             return (
