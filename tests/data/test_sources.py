@@ -665,3 +665,16 @@ def test_integers_beyond_64_bits_are_refused_naming_the_field_not_the_value(
     assert sqlite_ws.datasets.load(v).column("x").to_pylist()[-1] == float(huge)
     with pytest.raises(InvalidInput, match="beyond the 64-bit range"):
         sqlite_ws.datasets.ingest([{"n": huge}], name="other")
+
+
+@embedded
+def test_files_of_a_glob_with_and_without_a_time_zone_are_refused(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    at = datetime(2026, 1, 1, 12)
+    pl.DataFrame({"t": [at]}).write_parquet(tmp_path / "a.parquet")
+    pl.DataFrame({"t": [at]}).with_columns(pl.col("t").dt.replace_time_zone("UTC")).write_parquet(
+        tmp_path / "b.parquet"
+    )
+    with pytest.raises(SchemaChanged, match=r"b\.parquet .*column 't': its times have a zone"):
+        ws.datasets.ingest(str(tmp_path / "*.parquet"), name="times")

@@ -78,7 +78,9 @@ def schema_changes(old: TableSchema, new: TableSchema) -> list[dict[str, Any]]:
 def describe_changes(changes: list[dict[str, Any]]) -> str:
     parts = []
     for c in changes:
-        if c["change"] == "retyped":
+        if c["change"] == "retyped" and c.get("reason"):
+            parts.append(f"column {c['column']!r}: {c['reason']}")
+        elif c["change"] == "retyped":
             parts.append(f"column {c['column']!r} changed type {c['from']} → {c['to']}")
         else:
             parts.append(f"column {c['column']!r} ({c['type']}) {c['change']}")
@@ -110,7 +112,13 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
         column = table.column(col.name)
         target = _physical(col)
         if target is not None and column.type != target:
-            retyped = [{"column": col.name, "change": "retyped", "from": col.type, "to": col.type}]
+            retyped: dict[str, Any] = {
+                "column": col.name,
+                "change": "retyped",
+                "from": col.type,
+                "to": col.type,
+                "reason": f"its values do not fit {col.physical}",
+            }
             empty = column.null_count == len(column)  # no value to lose
             loss = None if empty else _zone_change(column.type, target)
             if loss is None:
@@ -120,7 +128,7 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
                     raise SchemaChanged(
                         f"column {col.name!r} of the rows does not fit dataset {dataset!r}'s "
                         f"type {col.physical}: {exc}",
-                        retyped,
+                        [retyped],
                     ) from exc
                 loss = None if empty else _lost_in(column, cast)
                 column = cast
@@ -128,7 +136,7 @@ def conform(table: pa.Table, schema: TableSchema, dataset: str) -> pa.Table:
                 raise SchemaChanged(
                     f"column {col.name!r} of the rows does not fit dataset {dataset!r}'s "
                     f"type {col.physical}: {loss}",
-                    retyped,
+                    [{**retyped, "reason": loss}],
                 )
         columns.append(column)
     return pa.table(columns, names=schema.names)
