@@ -81,6 +81,8 @@ class _Loop:
         try:
             return future.result(timeout)
         except TimeoutError:  # concurrent.futures' is the builtin since 3.11
+            if future.done() and not future.cancelled():
+                raise  # the coroutine's own timeout, not ours
             future.cancel()
             raise StreamUnavailable(f"{what} did not answer in {timeout:g} s") from None
 
@@ -106,6 +108,8 @@ async def _connect(uri: StreamURI, on_error: Any = None) -> Any:
             connect_timeout=CONNECT_TIMEOUT,
             max_reconnect_attempts=3,
             allow_reconnect=True,
+            ping_interval=int(PING_SECONDS),  # the raw connection's keepalive, for nats-py's
+            max_outstanding_pings=MAX_PINGS_OUT,
             pending_size=64 * 2**20,
             error_cb=error_cb,
         )
