@@ -141,6 +141,17 @@ def test_log_uris() -> None:
         {"durable": "x"},
     )
     assert nats.canonical == "nats://127.0.0.1:4222/orders.eu"
+    assert nats.key == "nats:orders.eu"  # offsets follow the stream, not the server
+    secret = parse_stream_uri("nats://app:s3cret@localhost,h2:4223/orders.eu")
+    assert secret.servers == "localhost:4222,h2:4223"
+    assert secret.canonical == "nats://app:***@localhost:4222,h2:4223/orders.eu"
+    assert secret.key == nats.key
+    assert "s3cret" not in repr(secret)
+    assert parse_stream_uri("nats://tok3n@h/x").canonical == "nats://***@h:4222/x"
+    assert parse_stream_uri("kafka://u:p@b/t").key == "kafka:t"
+    with pytest.raises(InvalidInput) as refused:
+        parse_stream_uri("ftp://app:s3cret@h/x")
+    assert "s3cret" not in str(refused.value)
     assert parse_stream_uri("kafka://broker/t1").servers == "broker:9092"
     for bad in (
         "events",
