@@ -138,12 +138,20 @@ def test_the_workspace_can_be_explored_with_the_cli(first_run: FirstRun) -> None
 
 
 def test_a_second_run_in_the_same_workspace(first_run: FirstRun) -> None:
-    """Identical data is the same dataset version; training again makes version 2 the
-    champion, and the second run's drift counts version 2's predictions only."""
+    """The same files again are new versions (the latest had moved on) holding the same
+    content in the same segments; training again makes version 2 the champion, and the
+    second run's drift counts version 2's predictions only."""
     first, second = first_run.summary, run_demo(first_run.home)
-    assert second["dataset"] == first["dataset"] == "transactions@1"
-    assert second["batch"] == first["batch"]
-    assert second["quarantined"] == first["quarantined"]
+    assert first["dataset"] == "transactions@1"
+    for key in ("dataset", "batch"):
+        assert second[key] != first[key]
+        before, after = (
+            json.loads(mloop(first_run.home, "data", "show", ref, "--json").stdout)
+            for ref in (first[key], second[key])
+        )
+        assert after["content_hash"] == before["content_hash"]
+        assert after["data_digest"] == before["data_digest"]  # no new blob
+    assert second["quarantined_rows"] == first["quarantined_rows"] > 0
     assert second["model"] == "fraud-detector@2"
     assert second["alias"] == "champion"
     assert second["run_id"] != first["run_id"]

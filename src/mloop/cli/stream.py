@@ -172,7 +172,7 @@ def produce(
     """Send events to a stream: each line of FILE is one event, sent as it is (blank lines
     are skipped). A stream or topic that does not exist is created."""
     from mloop.core.errors import InvalidInput
-    from mloop.data.streams.base import mask_url
+    from mloop.data import mask_stream_url as mask_url
 
     if chunk < 1:
         raise InvalidInput("--chunk must be at least 1")

@@ -20,6 +20,7 @@ from mloop.data.streams import (
     StreamStats,
     parse_stream_uri,
 )
+from mloop.data.streams import mask_url as mask_stream_url
 from mloop.data.transforms import (
     Transform,
     TransformRun,
@@ -102,6 +103,7 @@ __all__ = [
     "is_suite_file",
     "load_suite_file",
     "logical_type",
+    "mask_stream_url",
     "merge_profiles",
     "needs_references",
     "parse_instant",

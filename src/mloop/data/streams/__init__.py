@@ -7,6 +7,7 @@ from mloop.data.streams.base import (
     StreamSource,
     StreamUnavailable,
     StreamURI,
+    mask_url,
     parse_stream_uri,
 )
 from mloop.data.streams.consumer import (
@@ -32,6 +33,7 @@ __all__ = [
     "StreamStats",
     "StreamURI",
     "StreamUnavailable",
+    "mask_url",
     "open_producer",
     "open_source",
     "parse_batch",
