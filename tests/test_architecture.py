@@ -21,6 +21,7 @@ RANKS = {
     "tracking": 3,
     "models": 3,
     "registry": 4,
+    "features": 4,  # feature views over datasets
     "training": 5,
     "lineage": 5,  # resolves references through data, tracking and registry
     "serving": 6,

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from mloop.core.errors import InvalidInput
 from mloop.core.settings import Settings
 from mloop.data import DatasetService, StreamService, TransformService, ValidationService
+from mloop.features import FeatureService
 from mloop.lineage import LineageService
 from mloop.monitoring import MonitoringService
 from mloop.registry import RegistryService
@@ -40,6 +41,7 @@ class Workspace:
         self.datasets = DatasetService(self.db, self.artifacts, self.audit, self.lineage)
         self.validation = ValidationService(self.db, self.datasets, self.audit, self.lineage)
         self.transforms = TransformService(self.db, self.datasets, self.audit, self.lineage)
+        self.features = FeatureService(self.db, self.datasets, self.audit)
         self.streams = StreamService(self.datasets, self.validation, self.artifacts, self.home)
         self.tracking = TrackingService(self.db, self.artifacts, self.audit, self.lineage)
         self.logged_models = LoggedModelService(self.db, self.artifacts, self.audit)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mloop import __version__
-from mloop.cli import data, experiments, lineage, models, monitor, runs, transforms
+from mloop.cli import data, experiments, features, lineage, models, monitor, runs, transforms
 from mloop.cli._common import console, new_app, open_workspace, print_json
 from mloop.cli.demo import demo
 from mloop.cli.serve import serve
@@ -65,6 +65,7 @@ app.command()(serve)
 register_stream_commands(data.app)
 app.add_typer(data.app, name="data")
 app.add_typer(transforms.app, name="transforms")
+app.add_typer(features.app, name="features")
 app.add_typer(lineage.app, name="lineage")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")

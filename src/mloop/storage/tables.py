@@ -360,3 +360,18 @@ transform_runs = sa.Table(
     sa.Column("created_at", MS, nullable=False),
     sa.UniqueConstraint("transform_id", "input_key"),
 )
+
+# revision 0005: feature store definitions (entities and feature views), one row per version
+feature_definitions = sa.Table(
+    "feature_definitions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", NAME, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.UniqueConstraint("kind", "name", "version"),
+)
