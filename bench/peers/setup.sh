@@ -28,6 +28,8 @@ for peer in "${peers[@]}"; do
         mlflow) make_venv mlflow "mlflow<3.18" "scikit-learn" "psutil" ;;
         great_expectations) make_venv great_expectations "great_expectations==1.24.*" "pyarrow" "psutil" ;;
         pandera) make_venv pandera "pandera[polars]==0.35.*" "pandas" "polars" "pyarrow" "psutil" ;;
+        # the duckdb extra brings its DuckDB offline store (ibis); redis for its Redis online store
+        feast) make_venv feast "feast[redis,duckdb]==0.67.*" "polars" "psutil" ;;
         *) echo "[peers] unknown peer $peer" >&2; exit 2 ;;
     esac
 done
