@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from types import TracebackType
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from mloop.core.errors import InvalidInput
 from mloop.core.settings import Settings
 from mloop.data import DatasetService, StreamService, TransformService, ValidationService
-from mloop.features import FeatureService
+from mloop.features import FeatureService, open_online_store
 from mloop.lineage import LineageService
 from mloop.monitoring import MonitoringService
 from mloop.registry import RegistryService
@@ -41,8 +42,16 @@ class Workspace:
         self.datasets = DatasetService(self.db, self.artifacts, self.audit, self.lineage)
         self.validation = ValidationService(self.db, self.datasets, self.audit, self.lineage)
         self.transforms = TransformService(self.db, self.datasets, self.audit, self.lineage)
-        self.features = FeatureService(self.db, self.datasets, self.audit)
         self.streams = StreamService(self.datasets, self.validation, self.artifacts, self.home)
+        self.features = FeatureService(
+            self.db,
+            self.datasets,
+            self.audit,
+            self.lineage,
+            lambda: open_online_store(settings.online_store, self.home, self._online_namespace()),
+            streams=self.streams,
+            cache_seconds=settings.feature_cache_seconds,
+        )
         self.tracking = TrackingService(self.db, self.artifacts, self.audit, self.lineage)
         self.logged_models = LoggedModelService(self.db, self.artifacts, self.audit)
         self.registry = RegistryService(
@@ -80,6 +89,14 @@ class Workspace:
             ) from exc
         return cls(settings)
 
+    def _online_namespace(self) -> str:
+        """Keys of this workspace in a shared online store: the setting, or a digest of the
+        metadata database's URL (the same database, the same features)."""
+        if self.settings.online_namespace:
+            return self.settings.online_namespace
+        digest = hashlib.sha256(str(self.db.engine.url).encode()).hexdigest()[:10]
+        return f"mloop:{digest}"
+
     # -- conveniences over the services ----------------------------------------------------
 
     def predict(self, model: str, rows: list[dict[str, Any]]) -> PredictionResult:
@@ -95,6 +112,7 @@ class Workspace:
         }
 
     def close(self) -> None:
+        self.features.close()
         self.db.close()
 
     def __enter__(self) -> Workspace:

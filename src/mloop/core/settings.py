@@ -62,6 +62,22 @@ class Settings(BaseSettings):
         gt=0,
         description="The largest body POST /v1/datasets/{name}/rows accepts (413 beyond it).",
     )
+    online_store: str = Field(
+        default="sqlite",
+        description="Where materialized features are served from: sqlite (the workspace's "
+        "online.db), sqlite:///PATH, or redis://HOST:PORT/DB (pip install 'mloop[redis]').",
+    )
+    online_namespace: str | None = Field(
+        default=None,
+        description="Prefix of this workspace's keys in a shared online store (Redis); default "
+        "derived from the metadata database, so workspaces never read each other's features.",
+    )
+    feature_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long online reads trust a feature view's definition before looking "
+        "again (a change applied in this process is seen at once).",
+    )
     system_metrics: bool = Field(
         default=False, description="Sample CPU, memory, disk, network (and GPU) for every run."
     )

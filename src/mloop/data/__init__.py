@@ -21,6 +21,13 @@ from mloop.data.streams import (
     parse_stream_uri,
 )
 from mloop.data.streams import mask_url as mask_stream_url
+from mloop.data.transform_code import (
+    PythonCode,
+    check_sql,
+    first_line,
+    function_source,
+    normalise_sql,
+)
 from mloop.data.transforms import (
     Transform,
     TransformRun,
@@ -78,6 +85,7 @@ __all__ = [
     "InSetCheck",
     "LocalLog",
     "NotNullCheck",
+    "PythonCode",
     "QuarantineResult",
     "ReferenceStats",
     "RegexCheck",
@@ -97,8 +105,11 @@ __all__ = [
     "ValidationService",
     "apply_policy",
     "check_name",
+    "check_sql",
     "conform",
     "content_hash",
+    "first_line",
+    "function_source",
     "infer_suite",
     "is_suite_file",
     "load_suite_file",
@@ -106,6 +117,7 @@ __all__ = [
     "mask_stream_url",
     "merge_profiles",
     "needs_references",
+    "normalise_sql",
     "parse_instant",
     "parse_ref",
     "parse_stream_uri",

@@ -8,7 +8,7 @@ import hashlib
 import io
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field as _field
@@ -1418,21 +1418,41 @@ class DatasetService:
             )
         return [_version_from_row(r, name) for r in rows]
 
-    def load(self, ref: str | DatasetVersion) -> pa.Table:
-        """The version's rows as an Arrow table: its segments in order (each hash-checked)."""
+    def load(
+        self,
+        ref: str | DatasetVersion,
+        *,
+        columns: Sequence[str] | None = None,
+        segments: Collection[int] | None = None,
+    ) -> pa.Table:
+        """The version's rows as an Arrow table: its segments in order (each hash-checked).
+        ``columns`` reads only those columns; ``segments`` only those segment numbers (of the
+        version's own; a version without segments is one segment, numbered 1)."""
         version = ref if isinstance(ref, DatasetVersion) else self.get(ref)
-        digests = self.segment_digests(version)
-        parts = [pq.read_table(io.BytesIO(self._artifacts.get_bytes(d))) for d in digests]
+        digests = self.segment_digests(version, segments)
+        wanted = list(columns) if columns is not None else None
+        # a zero-copy buffer reader: several times faster than a file-like object
+        parts = [
+            pq.ParquetFile(pa.py_buffer(self._artifacts.get_bytes(d))).read(columns=wanted)
+            for d in digests
+        ]
+        if not parts:  # no segment asked for: no rows, the version's columns
+            first = self.segment_digests(version)[0]
+            return pq.read_table(io.BytesIO(self._artifacts.get_bytes(first)), columns=wanted)[:0]
         if len(parts) == 1:
             return parts[0]
         return pa.concat_tables(parts, promote_options="permissive")
 
-    def segment_digests(self, version: DatasetVersion) -> builtins.list[str]:
+    def segment_digests(
+        self, version: DatasetVersion, only: Collection[int] | None = None
+    ) -> builtins.list[str]:
         """The Parquet blobs (artifact digests) of a version's segments, in order."""
         if not version.segments:
-            return [version.data_digest]
+            return [version.data_digest] if only is None or 1 in only else []
         d, seg = tables.datasets, tables.dataset_segments
         numbers = version.segment_numbers()
+        if only is not None:
+            numbers = [n for n in numbers if n in only]
         with self._db.read() as conn:
             dataset_id = conn.execute(sa.select(d.c.id).where(d.c.name == version.dataset)).scalar()
             found: dict[int, str] = {}

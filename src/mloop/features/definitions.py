@@ -1,21 +1,34 @@
-"""Feature definitions: entities (join keys and their types) and feature views over a dataset.
+"""Feature definitions: entities (join keys and their types), feature views over a dataset
+(optionally fed by a stream, optionally transformed) and on-demand views computed from request
+data.
 
 A definition is plain data. ``ws.features.apply([...])`` checks it against its source dataset and
 stores it versioned: the same definition is the same version, a changed one the next version.
+A transformation is stored as what runs — serialized Polars expressions, one SQL ``SELECT`` or a
+Python function's own source — so training, materialization and request time run the same code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mloop.core.errors import InvalidInput
+from mloop.core.lazy import lazy_module
 from mloop.core.schema import ColumnType
+from mloop.data import PythonCode, check_sql, function_source, normalise_sql
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_module("polars")
 
 _TTL = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -110,6 +123,74 @@ class Feature(BaseModel):
         super().__init__(**data)
 
 
+class FeatureTransform(BaseModel):
+    """What turns source rows into feature values, stored as what runs.
+
+    ``polars``: named Polars expressions, evaluated with ``with_columns`` (each output column a
+    feature or a helper); ``sql``: one DuckDB ``SELECT`` over the table ``source``; ``python``:
+    a function taking the source rows as a Polars DataFrame and returning a frame (its own source
+    is stored, so it must import what it uses inside; ``pl``, ``pa``, ``pc`` and ``np`` are
+    provided)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["polars", "sql", "python"]
+    code: str
+
+    @classmethod
+    def of(cls, value: Any, label: str) -> FeatureTransform | None:
+        """A transform from what a user gives: a mapping of names to Polars expressions, a SQL
+        text, a Python function, or a stored ``{"kind", "code"}``."""
+        if value is None or isinstance(value, FeatureTransform):
+            return value
+        if isinstance(value, dict) and set(value) == {"kind", "code"}:
+            return cls(**value)
+        if isinstance(value, dict):
+            exprs = {}
+            for name, expr in value.items():
+                if not isinstance(name, str) or not name:
+                    raise InvalidInput(f"{label}: a Polars transform maps feature names to exprs")
+                if not isinstance(expr, pl.Expr):
+                    raise InvalidInput(
+                        f"{label}: {name!r} maps to {type(expr).__name__}, not a Polars expression"
+                    )
+                exprs[name] = json.loads(expr.meta.serialize(format="json"))
+            if not exprs:
+                raise InvalidInput(f"{label}: the Polars transform names no expression")
+            return cls(kind="polars", code=json.dumps(exprs, sort_keys=True))
+        if isinstance(value, str):
+            sql = normalise_sql(value)
+            check_sql(sql, label)
+            return cls(kind="sql", code=sql)
+        if callable(value):
+            source = function_source(value)
+            code = PythonCode(source, label)
+            code.check(1)
+            return cls(kind="python", code=code.source)
+        raise InvalidInput(
+            f"{label}: a transform is a mapping of names to Polars expressions, a SQL SELECT or a "
+            f"Python function, not {type(value).__name__}"
+        )
+
+    def expressions(self) -> dict[str, pl.Expr]:
+        assert self.kind == "polars"
+        return {
+            name: pl.Expr.deserialize(io.StringIO(json.dumps(spec)), format="json").alias(name)
+            for name, spec in json.loads(self.code).items()
+        }
+
+    def function(self, label: str) -> Callable[..., Any]:
+        assert self.kind == "python"
+        return PythonCode(self.code, label).load()
+
+    @property
+    def row_wise(self) -> bool:
+        """Whether each output row depends on its input row alone (so new source rows can be
+        transformed on their own). A Polars transform is taken as row-wise; SQL and Python may
+        aggregate, so they always run over the whole source."""
+        return self.kind == "polars"
+
+
 class FeatureView(BaseModel):
     """Features of one or more entities, read from a dataset (its versions are resolved when the
     view is used): a timestamp column says when each value became true; a value older than
@@ -123,6 +204,8 @@ class FeatureView(BaseModel):
     timestamp_column: str
     features: list[Feature]
     ttl: int | None = None  # seconds
+    transform: FeatureTransform | None = None
+    stream: str | None = None  # a stream URI whose events feed ``source`` (and the online store)
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
@@ -152,6 +235,70 @@ class FeatureView(BaseModel):
     @classmethod
     def _ttl(cls, value: Any) -> Any:
         return parse_ttl(value)
+
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _transform(cls, value: Any) -> Any:
+        return FeatureTransform.of(value, "the view's transform")
+
+    def spec(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}" if self.version else self.name
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+class OnDemandFeatureView(BaseModel):
+    """Features computed when asked for — at request time online, over the joined frame in a
+    training set — from request data (``request``: names and types the caller sends) and
+    features of other views (``sources``: ``"view:feature"``). The ``transform`` (Polars
+    expressions or a Python function over a Polars DataFrame) is the same code in both places."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    features: list[Feature]
+    transform: FeatureTransform
+    request: dict[str, ColumnType] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+    version: int | None = Field(default=None, exclude=True)
+    created_at: datetime | None = Field(default=None, exclude=True)
+
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        if name is not None:
+            data["name"] = name
+        super().__init__(**data)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features(cls, value: Any) -> Any:
+        if isinstance(value, str | Feature):
+            value = [value]
+        return [Feature(name=f) if isinstance(f, str) else f for f in value]
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _transform(cls, value: Any) -> Any:
+        found = FeatureTransform.of(value, "the on-demand view's transform")
+        if found is not None and found.kind == "sql":
+            raise ValueError(
+                "an on-demand transform runs per request: give Polars expressions or a Python "
+                "function, not SQL"
+            )
+        return found
 
     def spec(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

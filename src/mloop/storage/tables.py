@@ -375,3 +375,36 @@ feature_definitions = sa.Table(
     sa.Column("created_by", NAME, nullable=True),
     sa.UniqueConstraint("kind", "name", "version"),
 )
+
+# one materialization of a feature view into the online store
+feature_materializations = sa.Table(
+    "feature_materializations",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("view", NAME, nullable=False),
+    sa.Column("view_version", sa.Integer, nullable=False),
+    sa.Column("layout", sa.String(32), nullable=False),
+    sa.Column("store", sa.String(512), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # range | incremental | stream
+    sa.Column("start_ts", MS, nullable=True),  # event-time window, ms
+    sa.Column("end_ts", MS, nullable=True),
+    sa.Column("source_version_id", ID, nullable=True),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("entities_written", sa.BigInteger, nullable=False, default=0),
+    sa.Column("max_event_ts", MS, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # running | succeeded | failed
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", MS, nullable=False),
+    sa.Column("finished_at", MS, nullable=True),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.Index("ix_feature_materializations_view", "view", "layout", "store", "started_at"),
+)
+
+# what a training set was built from: its feature references, keys and time column
+training_sets = sa.Table(
+    "training_sets",
+    metadata,
+    sa.Column("version_id", ID, primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+)
