@@ -123,8 +123,12 @@ entity_df = pq.read_table(P["entities_path"])
 refs = [f"driver_stats:{f}" for f in FEATURES]
 before = status()["VmRSS"]
 reset_peak()
+runs = iter(range(1000))
+# a new dataset name each run: every run writes its result (the same content again under the
+# same name would be recognised and not written twice)
 seconds, times, ts = timed(
-    lambda: ws.features.training_set(entity_df, refs, timestamp_column="event_timestamp"),
+    lambda: ws.features.training_set(entity_df, refs, timestamp_column="event_timestamp",
+                                     name=f"training_set_{next(runs)}"),
     P["repeat"], P["budget"])
 t = ts.table
 done(seconds=seconds, times=times, rows=t.num_rows,
