@@ -318,7 +318,8 @@ class Bench:
                         print(f"  {side} → {online}: FAILED\n{r['error']}", flush=True)
                         break
                     times.append(r["seconds"])
-                    peaks.append(r["peak_mib"])
+                    peaks.append(r.get("op_peak_mib", r["peak_mib"]))
+                    entities = r.get("entities")
                     last = i
                     if r["seconds"] > self.budget:
                         break
@@ -329,10 +330,12 @@ class Bench:
                         "times": times,
                         "peak_mib": max(peaks),
                         "last": last,
+                        "entities": entities,
                     }
                     print(
                         f"  {side:<6} → {online:<7} {r['seconds']:8.3f} s (runs "
-                        f"{[round(t, 3) for t in times]}) peak {r['peak_mib']:.0f} MiB",
+                        f"{[round(t, 3) for t in times]}) peak {r['peak_mib']:.0f} MiB, "
+                        f"entities written {entities}",
                         flush=True,
                     )
                 results[f"{side}_{online}"] = r
@@ -352,6 +355,10 @@ class Bench:
                 peer.get("peak_mib"),
                 unit="MiB",
             )
+        self.report.notes.append(
+            "Entities in the online store after materializing: "
+            + "; ".join(f"{k} {v.get('entities', '-')}" for k, v in results.items())
+        )
         self.report.notes.append(
             f"Materialization: each run in a fresh process into an empty online store (median of "
             f"up to {runs} runs); Feast reads the source through its default file (Dask) offline "

@@ -229,7 +229,20 @@ t0 = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     store.materialize(start, end)
 seconds = time.perf_counter() - t0
-done(seconds=seconds, before_mib=before)
+peak = status()["VmHWM"]
+try:  # how many entities it wrote (not timed)
+    if P["online"] == "sqlite":
+        import sqlite3
+        with sqlite3.connect(os.path.join(P["repo"], "online.db")) as conn:
+            entities = conn.execute(
+                "SELECT COUNT(DISTINCT entity_key) FROM bench_driver_stats").fetchone()[0]
+    else:
+        import redis
+        host, port, db = P["floor_redis"]  # Feast's db (its keys only, before the floor's)
+        entities = redis.Redis(host=host, port=port, db=db).dbsize()
+except Exception as exc:
+    entities = repr(exc)[:200]
+done(seconds=seconds, before_mib=before, entities=entities, op_peak_mib=peak)
 """
 
 MLOOP_MATERIALIZE = r"""
@@ -252,7 +265,8 @@ reset_peak()
 t0 = time.perf_counter()
 out = ws.features.materialize(["driver_stats"], start=start, end=end)
 seconds = time.perf_counter() - t0
-done(seconds=seconds, before_mib=before, result=repr(out)[:300])
+done(seconds=seconds, before_mib=before, entities=sum(m.entities_written for m in out),
+     rows_read=sum(m.rows_read for m in out))
 """
 
 # -- online reads --------------------------------------------------------------------------------
