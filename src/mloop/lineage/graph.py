@@ -37,6 +37,7 @@ REF_PREFIX = {
     "run": "run",
     "model_version": "model",
     "suite": "suite",
+    "feature_view": "feature_view",
 }
 PREFIXES = (*REF_PREFIX.values(), "dataset_version", "model_version")
 
@@ -172,6 +173,8 @@ class LineageService(LineageStore):
             return "run", self._run_id(rest)
         if prefix == "suite":
             return "suite", self._suite_id(rest)
+        if prefix == "feature_view":
+            return "feature_view", self._feature_view_id(rest)
         return "source", self._source(rest)
 
     def _run_id(self, text: str) -> str:
@@ -196,6 +199,21 @@ class LineageService(LineageStore):
         if found is None:
             raise NotFound(f"suite {text!r} does not exist")
         return str(found.id)
+
+    def _feature_view_id(self, text: str) -> str:
+        """``NAME`` (its latest version) or ``NAME@V`` of a feature view or on-demand view."""
+        name, _, version = text.partition("@")
+        d = tables.feature_definitions
+        query = sa.select(d.c.id).where(d.c.name == name, d.c.kind.in_(["view", "ondemand"]))
+        if version and version != "latest":
+            if not version.isdigit():
+                raise NotFound(f"feature view {name!r} has no version {version!r}")
+            query = query.where(d.c.version == int(version))
+        with self._db.read() as conn:
+            found = conn.execute(query.order_by(d.c.version.desc()).limit(1)).scalar()
+        if found is None:
+            raise NotFound(f"feature view {text!r} does not exist")
+        return str(found)
 
     def _source(self, text: str) -> str:
         """A source as recorded (a URI), or a local path given as it was ingested."""
@@ -452,6 +470,28 @@ def _suites(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode]:
         )
 
 
+def _feature_views(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode]:
+    d = tables.feature_definitions
+    rows = conn.execute(
+        sa.select(d.c.id, d.c.name, d.c.version, d.c.kind, d.c.spec).where(d.c.id.in_(ids))
+    )
+    for row in rows:
+        label = f"{row.name}@{row.version}"
+        spec = row.spec or {}
+        yield LineageNode(
+            key=node_key("feature_view", row.id),
+            type="feature_view",
+            id=row.id,
+            ref=f"feature_view:{label}",
+            label=label,
+            details={
+                "kind": "on-demand" if row.kind == "ondemand" else "view",
+                "source": spec.get("source"),
+                "features": [f.get("name") for f in spec.get("features", [])],
+            },
+        )
+
+
 def _sources(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode]:
     for source in ids:
         yield _unknown("source", source)
@@ -463,5 +503,6 @@ _DESCRIBERS = {
     "model_version": _model_versions,
     "transform": _transforms,
     "suite": _suites,
+    "feature_view": _feature_views,
     "source": _sources,
 }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mloop.core.clock import now_ms
 from mloop.core.ids import new_id
+from mloop.features import FeatureService
 from mloop.registry import ModelVersion, RegistryService
 from mloop.serving.prediction_log import PredictionLogger, PredictionRecord
 
@@ -46,7 +47,9 @@ class Predictor:
         logger: PredictionLogger | None = None,
         *,
         alias_cache_seconds: float = 1.0,
+        features: FeatureService | None = None,
     ) -> None:
+        self._features = features
         self._registry = registry
         self._logger = logger
         self._ttl = alias_cache_seconds
@@ -75,6 +78,30 @@ class Predictor:
         with self._lock:
             return name if name in self._known else UNKNOWN_MODEL
 
+    def with_features(self, version: ModelVersion, rows: Any) -> list[dict[str, Any]]:
+        """A model trained on a training set is served by entity keys (and request fields):
+        its features come from the online store through the feature store's one code path
+        (on-demand features computed the same way as in training). A feature a row already
+        carries is fetched all the same: what the store says is what the model sees."""
+        from mloop.core.errors import InvalidInput
+
+        assert self._features is not None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise InvalidInput("rows are a list of objects")
+        spec = version.info["feature_store"]
+        if not rows:
+            return rows
+        fetched = self._features.online(rows, spec["features"])
+        inputs = {c.name for c in version.require_signature().inputs}
+        keys = [k for k in spec["keys"] if k not in inputs]  # which row, not a model input
+        merged = []
+        for row, found in zip(rows, fetched.rows, strict=True):
+            both = {**row, **found}
+            for key in keys:
+                del both[key]
+            merged.append(both)
+        return merged
+
     def predict(self, ref: str, rows: Any) -> PredictionResult:
         from mloop.core.errors import InvalidInput
 
@@ -85,6 +112,9 @@ class Predictor:
         version = self.resolve(ref)
         model = self._registry.load(version)
         started = time.perf_counter()
+        store = version.info.get("feature_store")
+        if store and self._features is not None:
+            rows = self.with_features(version, rows)
         predictions, probabilities = model.predict_rows(rows)
         latency_ms = (time.perf_counter() - started) * 1000
         request_id = new_id()

@@ -15,6 +15,7 @@ from mloop.core.errors import InvalidInput, MloopError
 from mloop.core.lazy import lazy_module
 from mloop.core.schema import NUMERIC_TYPES, Column
 from mloop.data import DatasetService, DatasetVersion
+from mloop.features import FeatureService
 from mloop.models import (
     FEATURE_TYPES,
     FLAVOR_SKLEARN,
@@ -79,11 +80,16 @@ def _min_count(y: np.ndarray) -> int:
 
 class TrainingService:
     def __init__(
-        self, datasets: DatasetService, tracking: TrackingService, registry: RegistryService
+        self,
+        datasets: DatasetService,
+        tracking: TrackingService,
+        registry: RegistryService,
+        feature_store: FeatureService | None = None,
     ) -> None:
         self._datasets = datasets
         self._tracking = tracking
         self._registry = registry
+        self._feature_store = feature_store
 
     def train(
         self,
@@ -115,6 +121,15 @@ class TrainingService:
         if alias is not None:
             check_alias(alias)
         version = self._datasets.get(dataset)
+        store_spec = (
+            self._feature_store.training_set_spec(version.id)
+            if self._feature_store is not None
+            else None
+        )
+        if store_spec is not None:
+            # a training set: its join keys and time say which row, they are not inputs
+            bookkeeping = [*store_spec["keys"], store_spec["timestamp_column"]]
+            exclude = [*exclude, *(c for c in bookkeeping if c not in exclude and c != target)]
         feature_cols = self._features(version, target, features, exclude)
         estimator = make_estimator(model, dict(params or {}))
         seedable = hasattr(estimator, "get_params") and "random_state" in estimator.get_params()
@@ -201,6 +216,7 @@ class TrainingService:
                 seed,
                 dropped,
                 deps,
+                store_spec,
             )
             finished = self._tracking.end_run(run.id, "FINISHED")
         except BaseException as exc:
@@ -280,6 +296,7 @@ class TrainingService:
         seed: int,
         dropped: int,
         deps: dict[str, str],
+        store_spec: dict[str, Any] | None = None,
     ) -> dict[str, float]:
         from sklearn.model_selection import train_test_split
 
@@ -339,6 +356,15 @@ class TrainingService:
             "train_rows": len(X_train),
             "test_rows": len(X_test),
         }
+        if store_spec is not None:
+            # served by entity keys: the feature store fetches these, the same code path
+            inputs = {c.name for c in signature.inputs}
+            info["feature_store"] = {
+                "features": [f for f in store_spec["features"] if f.partition(":")[2] in inputs],
+                "keys": store_spec["keys"],
+                "request": {k: v for k, v in store_spec["request"].items() if k in inputs},
+                "training_set": version.ref,
+            }
         meta = ModelMeta(
             flavor=FLAVOR_SKLEARN,
             signature=signature,
