@@ -516,6 +516,10 @@ def test_a_model_trained_on_a_training_set_is_served_by_entity_keys(sqlite_ws: W
     assert by_keys.predictions == spelled_out.predictions == [1, 1]
     with pytest.raises(InvalidInput, match="no join key 'driver_id'"):
         ws.predict("driver_model@champion", [{"rate": 1.0}])
+    # the model uses 'trips': removing it from the view is refused, naming the model
+    with pytest.raises(Conflict, match=r"'trips' is removed but registered model driver_model@1"):
+        ws.features.apply(_view(features=["rate", "city"]))
+    assert ws.features.get_view("driver_stats").version == 1
 
 
 def test_stream_view_materializes_continuously(sqlite_ws: Workspace) -> None:

@@ -429,9 +429,15 @@ class FeatureService:
                 reasons.append(f"join keys change from {old['join_keys']} to {spec['join_keys']}")
         else:
             new_types = {f["name"]: f["dtype"] for f in spec["features"]}
+            removed = [f["name"] for f in old["features"] if f["name"] not in new_types]
+            users = self._models_using(name, removed) if removed else {}
             for f in old["features"]:
                 if f["name"] not in new_types:
-                    reasons.append(f"feature {f['name']!r} is removed")
+                    if users.get(f["name"]):
+                        reasons.append(
+                            f"feature {f['name']!r} is removed but registered model "
+                            f"{', '.join(users[f['name']][:3])} uses it"
+                        )
                 elif new_types[f["name"]] != f["dtype"]:
                     reasons.append(
                         f"feature {f['name']!r} changes type from {f['dtype']} to "
@@ -446,6 +452,25 @@ class FeatureService:
                 + "; ".join(reasons)
                 + " (apply with force=True / --force to make it anyway)"
             )
+
+    def _models_using(self, view: str, features: Sequence[str]) -> dict[str, builtins.list[str]]:
+        """Registered model versions whose feature references name ``view:feature``."""
+        v, m = tables.model_versions, tables.registered_models
+        wanted = {f"{view}:{f}": f for f in features}
+        users: dict[str, builtins.list[str]] = {}
+        with self._db.read() as conn:
+            rows = conn.execute(
+                sa.select(m.c.name, v.c.version, v.c.info).join(m, m.c.id == v.c.model_id)
+            )
+            for model, number, info in rows:
+                store = (info or {}).get("feature_store") or {}
+                for ref in store.get("features", []):
+                    base = (
+                        ref.partition("@")[0] + ":" + ref.partition(":")[2] if "@" in ref else ref
+                    )
+                    if base in wanted:
+                        users.setdefault(wanted[base], []).append(f"{model}@{number}")
+        return users
 
     def _save(self, kind: str, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
         t = tables.feature_definitions
