@@ -15,8 +15,9 @@ sides read. The entity frame is 100,000 rows of random drivers at random times i
    file (Dask) offline store and with its DuckDB offline store; a raw DuckDB ``ASOF LEFT JOIN``
    over the same Parquet with the TTL as a CASE (every entity row kept, in the caller's order,
    and once unordered); mloop ``ws.features.training_set`` (which also writes the result as a
-   dataset version); two rounds of one fresh process per contender, taken in turn. Each side: the same sum of ``f0`` over the rows with values shows the same
-   answer; Feast's file store drops the rows without one (the row counts are in the report).
+   dataset version); two rounds of one fresh process per contender, taken in turn. On every
+   side the same sum of ``f0`` over the rows with values shows the same answer; Feast's file
+   store drops the rows without one (the row counts are in the report).
 2. Materialization of the source into the online store (the latest value per entity): Feast
    ``materialize(start, end)`` into SQLite and Redis, mloop ``ws.features.materialize`` into
    SQLite and Redis. Each run into an empty store, in a fresh process.
