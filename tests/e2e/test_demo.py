@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mloop.demo import DRIFTED_FEATURES
+from mloop.demo.data import MERCHANTS
 from mloop.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def mloop(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def run_demo(home: Path) -> dict[str, Any]:
     done = mloop(home, "demo", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "8/8 measure drift" in done.stderr  # the progress goes to stderr with --json ...
+    assert "9/9 measure drift" in done.stderr  # the progress goes to stderr with --json ...
     summary: dict[str, Any] = json.loads(done.stdout)  # ... so stdout is the JSON alone
     return summary
 
@@ -78,6 +79,15 @@ def test_the_demo_finds_the_drift_it_made(first_run: FirstRun) -> None:
     assert s["expected_drifted_features"] == sorted(DRIFTED_FEATURES)
     assert s["drifted_features_first_half"] == []
     assert "prediction_score" in s["drifted_outputs_second_half"]
+
+
+def test_the_demo_serves_merchant_features_online(first_run: FirstRun) -> None:
+    s = first_run.summary
+    assert s["feature_view"] == "merchant_stats@1"
+    assert s["merchants_online"] == len(MERCHANTS)  # every category materialized and read
+    done = mloop(first_run.home, "features", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    assert [v["ref"] for v in json.loads(done.stdout)["views"]] == ["merchant_stats@1"]
 
 
 def test_every_request_answered_and_every_prediction_logged(first_run: FirstRun) -> None:

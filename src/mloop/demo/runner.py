@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import polars as pl
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,12 +26,14 @@ from rich.table import Table
 from mloop.core.clock import now
 from mloop.core.errors import MloopError
 from mloop.demo.data import DRIFTED_FEATURES, TARGET, corrupt, transactions
+from mloop.features import Entity, FeatureView
 from mloop.monitoring import DriftReport
 from mloop.workspace import Workspace
 
 DATASET = "transactions"
 MODEL = "fraud-detector"
 ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
+MERCHANT_FEATURES = ["merchant_stats:fraud_rate", "merchant_stats:mean_amount"]
 
 
 class DemoSummary(BaseModel):
@@ -58,6 +61,8 @@ class DemoSummary(BaseModel):
     drifted_features_second_half: list[str]
     expected_drifted_features: list[str]
     drifted_outputs_second_half: list[str]
+    feature_view: str = ""
+    merchants_online: int = 0
 
 
 def free_port() -> int:
@@ -145,7 +150,7 @@ def _run(
     console.print(f"[bold]mloop demo[/bold] in workspace [cyan]{ws.home}[/cyan]\n")
 
     with _progress(console) as progress:
-        step = progress.add_task("1/8 generate transactions", total=3)
+        step = progress.add_task("1/9 generate transactions", total=3)
         first = transactions(rows, seed)
         first_path = demo_dir / "transactions-day1.csv"
         first.write_csv(first_path)
@@ -160,21 +165,21 @@ def _run(
         ).drop("transaction_id")
         progress.advance(step)
 
-        step = progress.add_task("2/8 ingest day 1 (CSV)", total=1)
+        step = progress.add_task("2/9 ingest day 1 (CSV)", total=1)
         v1 = ws.datasets.ingest(first_path, name=DATASET)
         progress.advance(step)
 
-        step = progress.add_task("3/8 infer an expectation suite", total=1)
+        step = progress.add_task("3/9 infer an expectation suite", total=1)
         suite = ws.validation.infer_suite(v1.ref, name=DATASET)
         progress.advance(step)
 
-        step = progress.add_task("4/8 ingest + validate day 2 (Parquet)", total=2)
+        step = progress.add_task("4/9 ingest + validate day 2 (Parquet)", total=2)
         v2 = ws.datasets.ingest(second_path, name=DATASET)
         progress.advance(step)
         split = ws.validation.quarantine(v2, suite)
         progress.advance(step)
 
-        step = progress.add_task("5/8 train, track, register", total=1)
+        step = progress.add_task("5/9 train, track, register", total=1)
         trained = ws.training.train(
             v1.ref,
             TARGET,
@@ -188,7 +193,17 @@ def _run(
         assert trained.model_version is not None
         progress.advance(step)
 
-        step = progress.add_task("6/8 start the server", total=1)
+        step = progress.add_task("6/9 feature store: merchant stats, online", total=3)
+        merchants = _merchant_features(ws, v1.ref)
+        progress.advance(step)
+        [materialized] = ws.features.materialize(["merchant_stats"])
+        progress.advance(step)
+        online = ws.features.online(
+            [{"merchant_category": m} for m in merchants], MERCHANT_FEATURES
+        )
+        progress.advance(step)
+
+        step = progress.add_task("7/9 start the server", total=1)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start_server(ws.home, port, demo_dir / "server.log")
@@ -198,7 +213,7 @@ def _run(
             total_requests = -(-normal.height // rows_per_request) - (
                 -shifted.height // rows_per_request
             )
-            step = progress.add_task("7/8 send traffic (2nd half drifts)", total=total_requests)
+            step = progress.add_task("8/9 send traffic (2nd half drifts)", total=total_requests)
             sent = failed = predicted = 0
             started_at = now()
             drift_started_at = started_at
@@ -219,7 +234,7 @@ def _run(
         finally:
             stop_server(server)
 
-        step = progress.add_task("8/8 measure drift", total=2)
+        step = progress.add_task("9/9 measure drift", total=2)
         first_half = ws.monitoring.drift(MODEL, since=started_at, until=drift_started_at)
         progress.advance(step)
         second_half = ws.monitoring.drift(MODEL, since=drift_started_at)
@@ -253,9 +268,41 @@ def _run(
         drifted_features_second_half=sorted(second_half.drifted_features),
         expected_drifted_features=sorted(DRIFTED_FEATURES),
         drifted_outputs_second_half=second_half.drifted_outputs,
+        feature_view=materialized.view,
+        merchants_online=sum(1 for status in online.statuses if status["fraud_rate"] == "present"),
     )
     _print_summary(console, summary, second_half)
     return summary
+
+
+def _merchant_features(ws: Workspace, dataset: str) -> list[str]:
+    """Per merchant category, its fraud rate and mean amount in the training data, as a
+    feature view over a dataset of those stats; returns the categories."""
+    frame = ws.datasets.load_polars(dataset)
+    stats = (
+        frame.group_by("merchant_category")
+        .agg(
+            pl.col(TARGET).mean().alias("fraud_rate"),
+            pl.col("amount").mean().alias("mean_amount"),
+            pl.len().alias("transactions"),
+        )
+        .drop_nulls("merchant_category")
+        .with_columns(pl.lit(now().replace(tzinfo=None, microsecond=0)).alias("as_of"))
+        .sort("merchant_category")
+    )
+    ws.datasets.write_version("merchant_stats", stats.to_arrow())
+    merchant = Entity("merchant", join_keys={"merchant_category": "string"})
+    view = FeatureView(
+        "merchant_stats",
+        entities=[merchant],
+        source="merchant_stats",
+        timestamp_column="as_of",
+        features=["fraud_rate", "mean_amount", "transactions"],
+        ttl="1d",
+        description="fraud rate and mean amount per merchant category (demo)",
+    )
+    ws.features.apply([merchant, view])
+    return [str(m) for m in stats.get_column("merchant_category").to_list()]
 
 
 def _drift_table(report: DriftReport) -> Table:
@@ -303,6 +350,10 @@ def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> Non
     table.add_row("hold-out metrics", "  ".join(f"{k}={v:.3f}" for k, v in s.metrics.items()))
     table.add_row("model version", f"{s.model} (alias {s.alias})")
     table.add_row(
+        "feature store",
+        f"{s.feature_view}: {s.merchants_online} merchants materialized and read online",
+    )
+    table.add_row(
         "served",
         f"{s.requests} requests, {s.predictions:,} predictions, {s.failed_requests} failed "
         f"(server was {s.server_url})",
@@ -324,6 +375,7 @@ def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> Non
         f"  mloop{ws_flag} data show {s.dataset}\n"
         f"  mloop{ws_flag} runs show {s.run_id}\n"
         f"  mloop{ws_flag} models show {model}\n"
+        f"  mloop{ws_flag} features status\n"
         f"  mloop{ws_flag} monitor drift --model {model} --since {since}\n"
         f"  mloop{ws_flag} serve   # then open http://127.0.0.1:8000/docs\n"
         f"  the workspace itself: {s.workspace} (metadata in {s.database}, "
