@@ -11,7 +11,7 @@ from mloop import __version__
 from mloop.api import errors, mlflow
 from mloop.api.auth import authenticate
 from mloop.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from mloop.api.routers import datasets, health, lineage, models, runs, transforms
+from mloop.api.routers import datasets, features, health, lineage, models, runs, transforms
 from mloop.serving import PredictionLogger, Predictor, ServingMetrics
 from mloop.workspace import Workspace
 
@@ -62,6 +62,7 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
     app.include_router(lineage.router, dependencies=secured)
     app.include_router(runs.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
+    app.include_router(features.router, dependencies=secured)
     mlflow.install(app, secured)  # MLflow's REST API, for the unmodified mlflow client
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware)
