@@ -52,7 +52,10 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
     app.state.metrics = metrics
     app.state.prediction_logger = logger
     app.state.predictor = Predictor(
-        ws.registry, logger, alias_cache_seconds=settings.alias_cache_seconds
+        ws.registry,
+        logger,
+        alias_cache_seconds=settings.alias_cache_seconds,
+        features=ws.features,
     )
     errors.install(app)
     secured = [Depends(authenticate)]
