@@ -367,7 +367,8 @@ def test_on_demand_features_from_request_data_offline_and_online(sqlite_ws: Work
         [{"driver_id": 1, "distance": 2.5}, {"driver_id": 7, "distance": 1.0}], ["fare:price"]
     )
     assert online.rows == [{"driver_id": 1, "price": 10.0}, {"driver_id": 7, "price": None}]
-    assert online.statuses[0] == {"price": "present"}
+    # an on-demand feature is as present as its inputs
+    assert online.statuses == [{"price": "present"}, {"price": "missing"}]
     offline = ws.features.training_set(
         pl.DataFrame({"driver_id": [1], "event_timestamp": [now], "distance": [2.5]}),
         ["fare:price", "driver_stats:trips"],

@@ -186,6 +186,7 @@ class _DemandPlan:
     view: OnDemandFeatureView
     names: builtins.list[str]  # features asked for
     inputs: builtins.list[str]  # columns the transform reads: request fields, source features
+    sources: builtins.list[str] = field(default_factory=builtins.list)  # views it reads
 
 
 @dataclass
@@ -1278,7 +1279,16 @@ class FeatureService:
                 ):
                     hidden.setdefault(source_ref, []).append(feature)
                 inputs.append(feature)
-            demand_plans.append(_DemandPlan(view=demand, names=wanted[view_ref], inputs=inputs))
+            demand_plans.append(
+                _DemandPlan(
+                    view=demand,
+                    names=wanted[view_ref],
+                    inputs=inputs,
+                    sources=list(
+                        dict.fromkeys(r.partition(":")[0].partition("@")[0] for r in demand.sources)
+                    ),
+                )
+            )
         store = self.online_store
         view_plans = []
         all_keys: dict[str, str] = {}
@@ -1432,8 +1442,18 @@ class FeatureService:
                 values = made.get_column(name).to_list()
                 for out, value in zip(rows, values, strict=True):
                     out[name] = value
+            # an on-demand feature is as present as its inputs: one missing or expired input
+            # makes it so (its value is what the transform made of the null)
+            positions = [i for i, vp in enumerate(plan.views) if _view_key(vp.view) in dp.sources]
             for j in range(len(rows)):
-                status[j].append("present")
+                states = {status[j][i] for i in positions}
+                status[j].append(
+                    "missing"
+                    if "missing" in states
+                    else "expired"
+                    if "expired" in states
+                    else "present"
+                )
 
     # -- skew, status, freshness ------------------------------------------------------------
 
@@ -1533,6 +1553,10 @@ def _materialization(row: Any) -> Materialization:
         started_at=from_ms(row["started_at"]),
         finished_at=from_ms(row["finished_at"]) if row["finished_at"] is not None else None,
     )
+
+
+def _view_key(view: FeatureView) -> str:
+    return view.name
 
 
 def _key_ok(value: Any, kind: str) -> bool:
