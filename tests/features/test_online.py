@@ -12,10 +12,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import service_unavailable
+from mloop.api import create_app
 from mloop.core.errors import Conflict, InvalidInput
 from mloop.features import Codec, Entity, FeatureView, OnDemandFeatureView
 from mloop.workspace import Workspace
@@ -517,6 +519,18 @@ def test_a_model_trained_on_a_training_set_is_served_by_entity_keys(sqlite_ws: W
     assert by_keys.predictions == spelled_out.predictions == [1, 1]
     with pytest.raises(InvalidInput, match="no join key 'driver_id'"):
         ws.predict("driver_model@champion", [{"rate": 1.0}])
+    # over REST: the server's predictor takes the same path, and logs what the model saw
+    with TestClient(create_app(ws)) as client:
+        response = client.post(
+            "/v1/models/driver_model@champion/predict", json={"rows": [{"driver_id": 5}]}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == [1]
+        response = client.post(
+            "/v1/models/driver_model@champion/predict", json={"rows": [{"driver_id": "5"}]}
+        )
+        assert response.status_code == 400
+        assert "join key 'driver_id' is str" in response.json()["message"]
     # the model uses 'trips': removing it from the view is refused, naming the model
     with pytest.raises(Conflict, match=r"'trips' is removed but registered model driver_model@1"):
         ws.features.apply(_view(features=["rate", "city"]))
