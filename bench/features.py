@@ -223,6 +223,7 @@ class Bench:
                 continue
             r = dict(ok[-1])
             r["times"] = [t for x in ok for t in x["times"]]
+            r["cpu_seconds"] = statistics.median(c for x in ok for c in x["cpu"])
             r["seconds"] = statistics.median(r["times"])
             r["peak_mib"] = max(x["peak_mib"] for x in ok)
             if "unordered_seconds" in r:
@@ -231,7 +232,7 @@ class Bench:
             results[name] = r
             runs = [round(t, 3) for t in r["times"]]
             print(
-                f"  {name:<13} {r['seconds']:7.3f} s (runs {runs}) "
+                f"  {name:<13} {r['seconds']:7.3f} s (runs {runs}), CPU {r['cpu_seconds']:.3f} s, "
                 f"peak {r['peak_mib']:.0f} MiB, {r['rows']:,} rows, {r['with_values']:,} with "
                 f"values, sum(f0) {r['f0_sum']:.3f}",
                 flush=True,
@@ -261,6 +262,14 @@ class Bench:
             t,
             peer("duckdb", "unordered_seconds"),
         )
+        c = ours.get("cpu_seconds")
+        self.add(
+            "PIT CPU time (user+sys, all threads): vs Feast file store",
+            c,
+            peer("feast_file", "cpu_seconds"),
+        )
+        self.add("PIT CPU time: vs Feast DuckDB store", c, peer("feast_duckdb", "cpu_seconds"))
+        self.add("PIT CPU time: vs raw DuckDB (in order)", c, peer("duckdb", "cpu_seconds"))
         m = ours.get("peak_mib")
         self.add(
             "PIT peak RSS (MiB): vs Feast file store", m, peer("feast_file", "peak_mib"), unit="MiB"

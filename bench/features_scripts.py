@@ -32,12 +32,16 @@ def timed(fn, repeat, budget):
     times, out = [], None
     for _ in range(repeat):
         gc.collect()
+        cpu = time.process_time()
         start = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - start)
+        CPU.append(time.process_time() - cpu)
         if times[-1] > budget:
             break
     return statistics.median(times), times, out
+
+CPU = []  # CPU seconds (user + system, every thread) of each timed run
 
 def latencies(call, keys, warmup):
     """Per-call latency in microseconds (p50, p99, mean) over `keys`, after `warmup` calls."""
@@ -131,7 +135,7 @@ seconds, times, ts = timed(
                                      name=f"training_set_{next(runs)}"),
     P["repeat"], P["budget"])
 t = ts.table
-done(seconds=seconds, times=times, rows=t.num_rows,
+done(seconds=seconds, times=times, cpu=CPU, rows=t.num_rows,
      with_values=t.num_rows - t.column("f0").null_count,
      f0_sum=round(pc.sum(t.column("f0")).as_py() or 0.0, 6), before_mib=before)
 """
@@ -160,7 +164,8 @@ peak = status()["VmHWM"]
 unordered, u_times, _ = timed(lambda: run(sql), P["repeat"], P["budget"])
 if hasattr(t, "read_all"):
     t = t.read_all()
-done(seconds=seconds, times=times, unordered_seconds=unordered, rows=t.num_rows,
+done(seconds=seconds, times=times, cpu=CPU[:len(times)], unordered_seconds=unordered,
+     rows=t.num_rows,
      with_values=t.num_rows - t.column("f0").null_count,
      f0_sum=round(pc.sum(t.column("f0")).as_py() or 0.0, 6), before_mib=before,
      ordered_peak_mib=peak)
@@ -212,7 +217,8 @@ reset_peak()
 seconds, times, df = timed(
     lambda: store.get_historical_features(entity_df=entity_df, features=REFS).to_df(),
     P["repeat"], P["budget"])
-done(seconds=seconds, times=times, rows=len(df), with_values=int(df["f0"].notna().sum()),
+done(seconds=seconds, times=times, cpu=CPU, rows=len(df),
+     with_values=int(df["f0"].notna().sum()),
      f0_sum=round(float(df["f0"].sum()), 6), before_mib=before)
 """
 
