@@ -365,3 +365,24 @@ def test_whatever_safe_name_accepts_stays_inside_the_root(name: str) -> None:
     assert "\x00" not in normal
     assert "\\" not in normal
     assert safe_name(normal) == normal  # normalising is idempotent
+
+
+@pytest.mark.parametrize("size", [100, 3 << 20])  # read whole / mapped and hashed alongside
+def test_read_checked_hands_the_bytes_and_refuses_a_corrupt_blob(tmp_path: Path, size: int) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    data = os.urandom(size)
+    digest = store.put_bytes(data)
+    assert store.read_checked(digest, bytes) == data
+    path = store.path(digest)
+    path.chmod(0o644)
+    corrupt = bytearray(data)
+    corrupt[size // 2] ^= 0xFF
+    path.write_bytes(bytes(corrupt))
+    seen: list[int] = []
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.read_checked(digest, lambda b: seen.append(len(b)))
+    # a small blob is checked before the reader runs; a large one while it runs, and the
+    # reader's result never comes back
+    assert seen == ([size] if size >= 1 << 20 else [])
+    with pytest.raises(NotFound):
+        store.read_checked("0" * 64, bytes)

@@ -1433,7 +1433,9 @@ class DatasetService:
         wanted = list(columns) if columns is not None else None
         # a zero-copy buffer reader: several times faster than a file-like object
         parts = [
-            pq.ParquetFile(pa.py_buffer(self._artifacts.get_buffer(d))).read(columns=wanted)
+            self._artifacts.read_checked(
+                d, lambda data: pq.ParquetFile(pa.py_buffer(data)).read(columns=wanted)
+            )
             for d in digests
         ]
         if not parts:  # no segment asked for: no rows, the version's columns

@@ -18,11 +18,17 @@ import os
 import posixpath
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from mloop.core.errors import IntegrityError, InvalidInput, NotFound, StorageError
 from mloop.core.hashing import CHUNK, is_digest, sha256_bytes
+
+T = TypeVar("T")
+Buffer = bytes | memoryview
+PARALLEL_CHECK_BYTES = 1 << 20  # smaller blobs are read and hashed in one go
 
 
 def safe_name(name: str) -> str:
@@ -83,10 +89,11 @@ class ArtifactStore(abc.ABC):
     def fetch(self, digest: str, destination: str | Path) -> Path:
         """Copy the blob to ``destination`` (checked, atomically); return the path."""
 
-    def get_buffer(self, digest: str) -> bytes | memoryview:
-        """The blob's bytes, checked, as cheaply as the store can: a local store maps the file
-        into memory instead of copying it (readers such as Parquet take it zero-copy)."""
-        return self.get_bytes(digest)
+    def read_checked(self, digest: str, reader: Callable[[Buffer], T]) -> T:
+        """``reader`` applied to the blob's bytes, which are checked against the digest
+        (IntegrityError on mismatch, and ``reader``'s result is dropped). A local store maps
+        the file instead of copying it and hashes it while ``reader`` runs."""
+        return reader(self.get_bytes(digest))
 
     def verify(self, digest: str) -> None:
         """Raise IntegrityError if the stored bytes no longer hash to ``digest``."""
@@ -169,21 +176,29 @@ class LocalArtifactStore(ArtifactStore):
             )
         return data
 
-    def get_buffer(self, digest: str) -> bytes | memoryview:
+    def read_checked(self, digest: str, reader: Callable[[Buffer], T]) -> T:
         path = self.path(digest)
         try:
             with open(path, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:
-                    return self.get_bytes(digest)
+                if os.fstat(handle.fileno()).st_size < PARALLEL_CHECK_BYTES:
+                    return reader(self.get_bytes(digest))
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError as exc:
             raise NotFound(f"artifact {digest} is not in the store at {self.root}") from exc
         view = memoryview(mapped)
-        if hashlib.sha256(view).hexdigest() != digest:
+        hashed: list[str] = []
+        # hashlib lets go of the GIL: the hash runs on another core while reader parses
+        thread = threading.Thread(target=lambda: hashed.append(hashlib.sha256(view).hexdigest()))
+        thread.start()
+        try:
+            result = reader(view)
+        finally:
+            thread.join()
+        if hashed != [digest]:
             raise IntegrityError(
                 f"artifact {digest} is corrupt: its bytes no longer match their hash ({path})"
             )
-        return view
+        return result
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()
