@@ -191,21 +191,14 @@ class FeatureTransform(BaseModel):
         return self.kind == "polars"
 
 
-class FeatureView(BaseModel):
-    """Features of one or more entities, read from a dataset (its versions are resolved when the
-    view is used): a timestamp column says when each value became true; a value older than
-    ``ttl`` before the time asked about is no value."""
+class _ViewBase(BaseModel):
+    """What feature views and on-demand views share: a name, features, a description, and the
+    version ``apply`` / ``get`` set."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
-    entities: list[str]
-    source: str
-    timestamp_column: str
     features: list[Feature]
-    ttl: int | None = None  # seconds
-    transform: FeatureTransform | None = None
-    stream: str | None = None  # a stream URI whose events feed ``source`` (and the online store)
     owner: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
@@ -217,29 +210,12 @@ class FeatureView(BaseModel):
             data["name"] = name
         super().__init__(**data)
 
-    @field_validator("entities", mode="before")
-    @classmethod
-    def _entities(cls, value: Any) -> Any:
-        if isinstance(value, str | Entity):
-            value = [value]
-        return [e.name if isinstance(e, Entity) else e for e in value]
-
     @field_validator("features", mode="before")
     @classmethod
     def _features(cls, value: Any) -> Any:
         if isinstance(value, str | Feature):
             value = [value]
         return [Feature(name=f) if isinstance(f, str) else f for f in value]
-
-    @field_validator("ttl", mode="before")
-    @classmethod
-    def _ttl(cls, value: Any) -> Any:
-        return parse_ttl(value)
-
-    @field_validator("transform", mode="before")
-    @classmethod
-    def _transform(cls, value: Any) -> Any:
-        return FeatureTransform.of(value, "the view's transform")
 
     def spec(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -253,7 +229,39 @@ class FeatureView(BaseModel):
         return [f.name for f in self.features]
 
 
-class OnDemandFeatureView(BaseModel):
+class FeatureView(_ViewBase):
+    """Features of one or more entities, read from a dataset (its versions are resolved when the
+    view is used): a timestamp column says when each value became true; a value older than
+    ``ttl`` before the time asked about is no value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entities: list[str]
+    source: str
+    timestamp_column: str
+    ttl: int | None = None  # seconds
+    transform: FeatureTransform | None = None
+    stream: str | None = None  # a stream URI whose events feed ``source`` (and the online store)
+
+    @field_validator("entities", mode="before")
+    @classmethod
+    def _entities(cls, value: Any) -> Any:
+        if isinstance(value, str | Entity):
+            value = [value]
+        return [e.name if isinstance(e, Entity) else e for e in value]
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> Any:
+        return parse_ttl(value)
+
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _transform(cls, value: Any) -> Any:
+        return FeatureTransform.of(value, "the view's transform")
+
+
+class OnDemandFeatureView(_ViewBase):
     """Features computed when asked for — at request time online, over the joined frame in a
     training set — from request data (``request``: names and types the caller sends) and
     features of other views (``sources``: ``"view:feature"``). The ``transform`` (Polars
@@ -261,28 +269,9 @@ class OnDemandFeatureView(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str
-    features: list[Feature]
     transform: FeatureTransform
     request: dict[str, ColumnType] = Field(default_factory=dict)
     sources: list[str] = Field(default_factory=list)
-    owner: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    description: str | None = None
-    version: int | None = Field(default=None, exclude=True)
-    created_at: datetime | None = Field(default=None, exclude=True)
-
-    def __init__(self, name: str | None = None, /, **data: Any) -> None:
-        if name is not None:
-            data["name"] = name
-        super().__init__(**data)
-
-    @field_validator("features", mode="before")
-    @classmethod
-    def _features(cls, value: Any) -> Any:
-        if isinstance(value, str | Feature):
-            value = [value]
-        return [Feature(name=f) if isinstance(f, str) else f for f in value]
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -299,17 +288,6 @@ class OnDemandFeatureView(BaseModel):
                 "function, not SQL"
             )
         return found
-
-    def spec(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}" if self.version else self.name
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
 
 
 def spec_hash(kind: str, spec: dict[str, Any]) -> str:
