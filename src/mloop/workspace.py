@@ -57,9 +57,7 @@ class Workspace:
         self.registry = RegistryService(
             self.db, self.artifacts, self.tracking, self.audit, self.lineage
         )
-        self.training = TrainingService(
-            self.datasets, self.tracking, self.registry, self.features
-        )
+        self.training = TrainingService(self.datasets, self.tracking, self.registry, self.features)
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features
