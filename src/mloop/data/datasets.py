@@ -923,6 +923,11 @@ class DatasetService:
             conn, name, create=True, description=write.description, parents=write.parents
         )
         assert dataset_id is not None
+        # one writer per dataset at a time (PostgreSQL; SQLite serializes writes anyway): under
+        # READ COMMITTED a writer could otherwise read the latest version before another's
+        # commit and the next segment number after it, and add the same content twice
+        d = tables.datasets
+        conn.execute(sa.select(d.c.id).where(d.c.id == dataset_id).with_for_update())
         if write.new_policy is not None:
             self._save_policy(conn, name, write.new_policy)
         policy = self._sync_policy(conn, name)
