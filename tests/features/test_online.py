@@ -645,3 +645,186 @@ def test_packed_records_round_trip_every_type_and_null(
         assert t == ts[j]
         assert values == list(frame.row(j))
         assert struct.unpack_from("<q", record)[0] == ts[j]  # the time leads every record
+
+
+def test_on_demand_inputs_never_mix_with_features_of_the_same_name(
+    sqlite_ws: Workspace,
+) -> None:
+    ws = sqlite_ws
+    now = _now()
+    _stats(ws, [(1, now - timedelta(minutes=1), 1.5, 1, "a")])
+    ws.datasets.write_version(
+        "other_src",
+        pl.DataFrame(
+            {"driver_id": [1], "ts": [now - timedelta(minutes=1)], "rate": [100.0]}
+        ).to_arrow(),
+    )
+    other = FeatureView(
+        "other", entities=["driver"], source="other_src", timestamp_column="ts", features=["rate"]
+    )
+    fare = OnDemandFeatureView(
+        "fare",
+        request={"distance": "float"},
+        sources=["driver_stats@1:rate"],  # a pinned version of the view
+        features=["price"],
+        transform={"price": pl.col("distance") * pl.col("rate")},
+    )
+    ws.features.apply([DRIVER, _view(), other, fare])
+    ws.features.materialize()
+    features = ["other:rate", "fare:price", "driver_stats:rate"]
+    with pytest.raises(InvalidInput, match="asked for from two views"):
+        ws.features.online([{"driver_id": 1, "distance": 10.0}], features)
+    online = ws.features.online([{"driver_id": 1, "distance": 10}], features[:2]).rows
+    assert online == [{"driver_id": 1, "rate": 100.0, "price": 15.0}]
+    offline = ws.features.training_set(
+        pl.DataFrame({"driver_id": [1], "event_timestamp": [now], "distance": [10]}),
+        features[:2],
+        register=False,
+    ).to_polars()
+    assert offline.select("rate", "price").row(0) == (100.0, 15.0)
+    # a request field declared float, sent as an integer, is cast the same way on both paths
+    assert ws.features.skew([{"driver_id": 1, "distance": 10}], features[:2]).ok
+
+
+def test_incremental_after_a_window_backfill_still_takes_late_rows(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    now = _now()
+    _stats(ws, [(1, now - timedelta(minutes=20), 1.0, 1, "a")])
+    ws.features.apply([DRIVER, _view()])
+    ws.features.materialize()
+    ws.datasets.append(
+        "stats",
+        pl.DataFrame(
+            {
+                "driver_id": [2],
+                "ts": [now - timedelta(minutes=30)],
+                "rate": [5.0],
+                "trips": [1],
+                "city": ["x"],
+            },
+            schema={
+                "driver_id": pl.Int64,
+                "ts": pl.Datetime("us"),
+                "rate": pl.Float64,
+                "trips": pl.Int64,
+                "city": pl.String,
+            },
+        ).to_arrow(),
+    )
+    # a backfill of an unrelated window is no baseline for the next incremental run
+    ws.features.materialize(start=now - timedelta(minutes=5), end=now - timedelta(minutes=4))
+    run = ws.features.materialize(incremental=True)[0]
+    assert run.entities_written == 1
+    assert ws.features.online([{"driver_id": 2}], "driver_stats:rate").rows[0]["rate"] == 5.0
+
+
+def test_removing_a_feature_an_on_demand_view_reads_is_refused(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    _stats(ws, [(1, _now(), 1.0, 1, "a")])
+    fare = OnDemandFeatureView(
+        "fare",
+        request={"distance": "float"},
+        sources=["driver_stats:rate"],
+        features=["price"],
+        transform={"price": pl.col("distance") * pl.col("rate")},
+    )
+    ws.features.apply([DRIVER, _view(), fare])
+    with pytest.raises(Conflict, match=r"'rate' is removed but on-demand view fare@1 uses it"):
+        ws.features.apply(_view(features=["trips", "city"]))
+    ws.features.apply(_view(features=["trips", "city"]), force=True)
+    ws.features.materialize()
+    with pytest.raises(InvalidInput, match="reads driver_stats:rate, which driver_stats@2 no"):
+        ws.features.online([{"driver_id": 1, "distance": 1.0}], ["fare:price"])
+
+
+def test_request_fields_of_dates_and_times_and_keys_out_of_range(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    now = _now()
+    _stats(ws, [(1, now - timedelta(minutes=1), 1.0, 1, "a")])
+    age = OnDemandFeatureView(
+        "age",
+        request={"day": "date", "since": "datetime"},
+        features=["days", "minutes"],
+        transform={
+            "days": (pl.lit(date(2024, 5, 11)) - pl.col("day")).dt.total_days(),
+            "minutes": (pl.lit(datetime(2024, 5, 1, 1)) - pl.col("since")).dt.total_minutes(),
+        },
+    )
+    ws.features.apply([DRIVER, _view(), age])
+    ws.features.materialize()
+    rows = [
+        {"driver_id": 1, "day": date(2024, 5, 1), "since": datetime(2024, 5, 1)},
+        {"driver_id": 1, "day": "2024-05-06", "since": "2024-05-01T00:30:00+00:00"},  # JSON
+    ]
+    got = ws.features.online(rows, ["age:days", "age:minutes"]).rows
+    assert [(r["days"], r["minutes"]) for r in got] == [(10, 60), (5, 30)]
+    with pytest.raises(InvalidInput, match="request field 'day' is datetime"):
+        ws.features.online([{**rows[0], "day": datetime(2024, 5, 1)}], ["age:days"])
+    with pytest.raises(InvalidInput, match="request field 'since' is str 'soon'"):
+        ws.features.online([{**rows[0], "since": "soon"}], ["age:minutes"])
+    with pytest.raises(InvalidInput, match="join key 'driver_id' is int"):
+        ws.features.online([{"driver_id": 2**70}], FEATURES)
+
+
+def test_a_single_feature_reference_is_one_feature(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    now = _now()
+    _stats(ws, [(1, now - timedelta(minutes=1), 1.0, 1, "a")])
+    ws.features.apply([DRIVER, _view()])
+    made = ws.features.training_set(
+        pl.DataFrame({"driver_id": [1], "event_timestamp": [now]}), "driver_stats:rate"
+    )
+    assert made.features == ["driver_stats:rate"]
+    assert made.to_polars()["rate"].to_list() == [1.0]
+
+
+def test_redis_keys_that_look_like_store_internals_are_plain_keys(tmp_path: Path) -> None:
+    ws = _redis_ws(tmp_path / "ws")
+    try:
+        user = Entity("user", join_keys={"user": "string"})
+        ws.datasets.write_version(
+            "scores",
+            pl.DataFrame(
+                {"user": ["__layout", "__meta", "u1"], "ts": [_now()] * 3, "score": [1.0, 2.0, 3.0]}
+            ).to_arrow(),
+        )
+        ws.features.apply(
+            [
+                user,
+                FeatureView(
+                    "us",
+                    entities=[user],
+                    source="scores",
+                    timestamp_column="ts",
+                    features=["score"],
+                ),
+            ]
+        )
+        ws.features.materialize()
+        ws.features.materialize()  # again: the guard reads the records the first run wrote
+        rows = ws.features.online(
+            [{"user": "__layout"}, {"user": "__meta"}, {"user": "u1"}], ["us:score"]
+        ).rows
+        assert [r["score"] for r in rows] == [1.0, 2.0, 3.0]
+        assert ws.features.online_store.display.endswith(f"#{ws.settings.online_namespace}")
+    finally:
+        _drop_namespace(ws)
+        ws.close()
+
+
+def test_another_redis_namespace_is_another_store(tmp_path: Path) -> None:
+    first = _redis_ws(tmp_path / "ws")
+    try:
+        _stats(first, [(1, _now(), 1.0, 1, "a")])
+        first.features.apply([DRIVER, _view()])
+        first.features.materialize()
+        assert first.features.online([{"driver_id": 1}], FEATURES).rows[0]["rate"] == 1.0
+    finally:
+        first.close()
+    second = Workspace.open(tmp_path / "ws", online_store=REDIS_URL, online_namespace="t-other")
+    try:
+        with pytest.raises(InvalidInput, match="has not been materialized"):
+            second.features.online([{"driver_id": 1}], FEATURES)
+    finally:
+        second.close()
+        _drop_namespace(first)

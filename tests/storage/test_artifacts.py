@@ -386,3 +386,24 @@ def test_read_checked_hands_the_bytes_and_refuses_a_corrupt_blob(tmp_path: Path,
     assert seen == ([size] if size >= 1 << 20 else [])
     with pytest.raises(NotFound):
         store.read_checked("0" * 64, bytes)
+
+
+def test_a_corrupt_large_blob_is_an_integrity_error_even_when_the_reader_fails(
+    tmp_path: Path,
+) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    data = os.urandom(2 << 20)
+    digest = store.put_bytes(data)
+    path = store.path(digest)
+    path.chmod(0o644)
+    path.write_bytes(data[:-100])  # truncated: a Parquet reader would fail on it
+
+    def reader(_: object) -> None:
+        raise ValueError("magic bytes not found")
+
+    with pytest.raises(IntegrityError, match="corrupt") as caught:
+        store.read_checked(digest, reader)
+    assert isinstance(caught.value.__cause__, ValueError)
+    path.write_bytes(data)  # whole again: the reader's own error comes through
+    with pytest.raises(ValueError, match="magic bytes"):
+        store.read_checked(digest, reader)

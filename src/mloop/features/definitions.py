@@ -234,6 +234,9 @@ class FeatureView(_ViewBase):
     view is used): a timestamp column says when each value became true; a value older than
     ``ttl`` before the time asked about is no value."""
 
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        super().__init__(name, **data)
+
     model_config = ConfigDict(frozen=True)
 
     entities: list[str]
@@ -266,6 +269,9 @@ class OnDemandFeatureView(_ViewBase):
     training set — from request data (``request``: names and types the caller sends) and
     features of other views (``sources``: ``"view:feature"``). The ``transform`` (Polars
     expressions or a Python function over a Polars DataFrame) is the same code in both places."""
+
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        super().__init__(name, **data)
 
     model_config = ConfigDict(frozen=True)
 

@@ -306,7 +306,7 @@ local n = 0
 for i, key in ipairs(KEYS) do
   local new = ARGV[i]
   local old = redis.call('GET', key)
-  if (not old) or struct.unpack('<i8', new) >= struct.unpack('<i8', old) then
+  if (not old) or string.len(old) < 8 or struct.unpack('<i8', new) >= struct.unpack('<i8', old) then
     redis.call('SET', key, new)
     n = n + 1
   end
@@ -329,13 +329,14 @@ class RedisOnlineStore:
                 "the Redis online store needs the redis package: pip install 'mloop[redis]'"
             ) from None
         parsed = urlparse(url)
-        self.display = (
-            f"redis://{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}{parsed.path}"
-        )
+        # the namespace is part of the store's identity: another namespace is another store
+        where = f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}{parsed.path}"
+        self.display = f"redis://{where}#{namespace}"
         self._client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
         self._prefix = f"{namespace}:"
         self._guard = self._client.register_script(_GUARD)
         self._errors = redis.exceptions.ConnectionError
+        self._redis_error = redis.exceptions.RedisError
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list[Any] = []
@@ -359,7 +360,7 @@ class RedisOnlineStore:
             self._guard(
                 keys=names[i : i + REDIS_BATCH], args=records[i : i + REDIS_BATCH], client=pipe
             )
-        pipe.set(f"{prefix}__layout", b"1")
+        pipe.set(f"{self._prefix}__meta:{layout}", b"1")  # outside the records' key space
         results = pipe.execute()
         return int(sum(r for r in results[:-1]))
 
@@ -386,9 +387,12 @@ class RedisOnlineStore:
             try:
                 conn.send_packed_command([packed], check_health=True)
                 return conn.read_response()
-            except (ConnectionError, OSError, self._errors):
+            except (ConnectionError, OSError, self._redis_error):
                 conn.disconnect()
                 raise StorageError(f"online store {self.display}: {exc}") from exc
+        except self._redis_error as exc:  # a timeout, or a reply that is an error
+            conn.disconnect()
+            raise StorageError(f"online store {self.display}: {exc}") from exc
 
     def read_one(self, layout: str, key_kind: str, key: Any) -> bytes | None:
         name = f"{self._prefix}{layout}:{key}".encode()
@@ -410,7 +414,7 @@ class RedisOnlineStore:
         yield from self._client.scan_iter(match=f"{self._prefix}{layout}:*", count=10_000)
 
     def count(self, layout: str, key_kind: str) -> int:
-        return sum(1 for k in self._scan(layout) if not k.endswith(b":__layout"))
+        return sum(1 for _ in self._scan(layout))
 
     def drop(self, layout: str, key_kind: str) -> None:
         batch: list[bytes] = []

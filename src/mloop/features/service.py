@@ -10,11 +10,12 @@ kept, in the caller's order; a row with no value in the window gets nulls.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,7 +33,13 @@ from mloop.data import (
     schema_of,
     to_arrow,
 )
-from mloop.features.compute import conform, empty_frame, needed_columns, run_transform
+from mloop.features.compute import (
+    conform,
+    empty_frame,
+    needed_columns,
+    polars_type,
+    run_transform,
+)
 from mloop.features.definitions import (
     Entity,
     Feature,
@@ -54,6 +61,7 @@ else:
     pa = lazy_module("pyarrow")
 
 Definition = Entity | FeatureView | OnDemandFeatureView
+INT64 = (-(2**63), 2**63 - 1)
 KIND_LABEL = {"entity": "entity", "view": "feature view", "ondemand": "on-demand feature view"}
 
 ROW = "__mloop_row"
@@ -177,7 +185,7 @@ class _ViewPlan:
     store_key: str  # "integer" or "text"
     codec: Codec
     picks: builtins.list[tuple[int, str]]  # (feature index in the record, output name)
-    hidden: bool  # fetched only as an input of an on-demand view
+    inputs: builtins.list[tuple[int, str]]  # (feature index, input slot of on-demand views)
     ttl_us: int | None
 
 
@@ -185,8 +193,8 @@ class _ViewPlan:
 class _DemandPlan:
     view: OnDemandFeatureView
     names: builtins.list[str]  # features asked for
-    inputs: builtins.list[str]  # columns the transform reads: request fields, source features
-    sources: builtins.list[str] = field(default_factory=builtins.list)  # views it reads
+    inputs: builtins.list[tuple[str, str]]  # (source feature, input slot)
+    sources: builtins.list[int] = field(default_factory=builtins.list)  # view plans it reads
 
 
 @dataclass
@@ -198,7 +206,6 @@ class _Plan:
     request: dict[str, str]  # request fields and their types
     view_features: builtins.list[builtins.list[str]]  # shown features of each visible part
     visible: builtins.list[int]  # parts (views, then on-demand views) with shown features
-    hidden: builtins.list[str]  # fetched only as on-demand inputs: dropped from the rows
     expires: float
 
 
@@ -431,12 +438,17 @@ class FeatureService:
         else:
             new_types = {f["name"]: f["dtype"] for f in spec["features"]}
             removed = [f["name"] for f in old["features"] if f["name"] not in new_types]
-            users = self._models_using(name, removed) if removed else {}
+            users = self._models_using(name, removed) if removed and kind == "view" else {}
+            if removed and kind == "view":
+                for demand in self.list_ondemand():
+                    for source_ref, feature in self._demand_sources(demand):
+                        if source_ref.partition("@")[0] == name and feature in removed:
+                            users.setdefault(feature, []).append(f"on-demand view {demand.ref}")
             for f in old["features"]:
                 if f["name"] not in new_types:
                     if users.get(f["name"]):
                         reasons.append(
-                            f"feature {f['name']!r} is removed but registered model "
+                            f"feature {f['name']!r} is removed but "
                             f"{', '.join(users[f['name']][:3])} uses it"
                         )
                 elif new_types[f["name"]] != f["dtype"]:
@@ -470,7 +482,9 @@ class FeatureService:
                         ref.partition("@")[0] + ":" + ref.partition(":")[2] if "@" in ref else ref
                     )
                     if base in wanted:
-                        users.setdefault(wanted[base], []).append(f"{model}@{number}")
+                        users.setdefault(wanted[base], []).append(
+                            f"registered model {model}@{number}"
+                        )
         return users
 
     def _save(self, kind: str, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
@@ -606,7 +620,8 @@ class FeatureService:
             view_ref, colon, feature = ref.partition(":")
             if not colon:
                 raise InvalidInput(f"{label}: source {ref!r} is not 'view:feature'")
-            view = known_views.get(view_ref)
+            # a view applied in the same call is known by name (its version is not set yet)
+            view = known_views.get(view_ref.partition("@")[0])
             if view is None:
                 try:
                     view = self.get_view(view_ref)
@@ -767,21 +782,23 @@ class FeatureService:
         The result is written as a version of dataset ``name`` (default ``training_set``) with
         lineage to the view definitions and their source versions (``register=False``: not
         written), and returned with it."""
+        if isinstance(features, str):
+            features = [features]
         out_name = check_name(name or "training_set")
         wanted, views, demands = self._parse_refs(features)
-        # on-demand views read features of other views: join those too (hidden unless asked)
-        hidden: dict[str, builtins.list[str]] = {}
+        # on-demand views read features of other views: those are joined too, under internal
+        # names (a feature asked for, or a column of the frame, may have the same name)
+        inputs: dict[str, builtins.list[tuple[str, str]]] = {}  # view ref -> (feature, column)
         request: dict[str, str] = {}
         for demand in demands.values():
             request.update(demand.request)
-            for ref in demand.sources:
-                view_ref, _, feature = ref.partition(":")
+            for view_ref, feature in self._demand_sources(demand):
                 if view_ref not in views:
                     views[view_ref] = self.get_view(view_ref)
-                if feature not in wanted.get(view_ref, []):
-                    hidden.setdefault(view_ref, [])
-                    if feature not in hidden[view_ref]:
-                        hidden[view_ref].append(feature)
+                self._check_source(demand, views[view_ref], feature)
+                pair = (feature, _input_column(view_ref, feature))
+                if pair not in inputs.setdefault(view_ref, []):
+                    inputs[view_ref].append(pair)
         keys_of = {ref: self._keys_of(view) for ref, view in views.items()}
         if entity_df is None:
             entity_df = self._range_entities(views, keys_of, start, end, timestamp_column)
@@ -836,19 +853,25 @@ class FeatureService:
                     )
                 out_columns.add(n)
                 picked.append(n)
-        selected: builtins.list[tuple[FeatureView, builtins.list[str]]] = []
+        selected: builtins.list[tuple[FeatureView, builtins.list[tuple[str, str]]]] = []
         for view_ref, view in views.items():
-            names = [*wanted.get(view_ref, []), *hidden.get(view_ref, [])]
-            selected.append((view, names))
+            pairs = [(n, n) for n in wanted.get(view_ref, [])] + inputs.get(view_ref, [])
+            selected.append((view, pairs))
         sources = [self._datasets.get(view.source) for view, _ in selected]
         joined = self._join(table, timestamp_column, selected, sources, keys_of)
         if demands:
             frame = pl.from_arrow(joined)
             assert isinstance(frame, pl.DataFrame)
+            made_columns = []
             for view_ref, demand in demands.items():
-                made = self._run_ondemand(demand, frame)
-                frame = frame.with_columns(made.select(wanted[view_ref]))
-            joined = frame.to_arrow()
+                reads: dict[str, pl.Expr] = {name: pl.col(name) for name in demand.request}
+                for source_ref, feature in self._demand_sources(demand):
+                    reads[feature] = pl.col(_input_column(source_ref, feature))
+                made = self._run_ondemand(
+                    demand, frame.select([c.alias(n) for n, c in reads.items()])
+                )
+                made_columns += [made.get_column(n) for n in wanted[view_ref]]
+            joined = frame.with_columns(made_columns).to_arrow()
         result = joined.select([*table.column_names, *picked])
         version = None
         if register:
@@ -870,9 +893,30 @@ class FeatureService:
             )
         return TrainingSet(version=version, table=result, features=list(features), sources=sources)
 
+    @staticmethod
+    def _demand_sources(demand: OnDemandFeatureView) -> builtins.list[tuple[str, str]]:
+        """An on-demand view's sources as (view reference, feature)."""
+        return [
+            (ref.partition(":")[0].strip(), ref.partition(":")[2].strip()) for ref in demand.sources
+        ]
+
+    @staticmethod
+    def _check_source(demand: OnDemandFeatureView, view: FeatureView, feature: str) -> None:
+        if feature not in view.feature_names:
+            raise InvalidInput(
+                f"on-demand feature view {demand.ref!r} reads {view.name}:{feature}, which "
+                f"{view.ref} no longer has: apply the on-demand view again, or the feature back"
+            )
+
     def _run_ondemand(self, demand: OnDemandFeatureView, frame: pl.DataFrame) -> pl.DataFrame:
+        """``demand``'s transform over ``frame`` (its request fields, cast to their declared
+        types, and its source features by name): the same code offline and online."""
         label = f"the transform of on-demand feature view {demand.name!r}"
-        inputs = [*demand.request, *(ref.partition(":")[2] for ref in demand.sources)]
+        inputs = [
+            pl.col(n).cast(polars_type(kind)) if polars_type(kind) is not None else pl.col(n)
+            for n, kind in demand.request.items()
+        ]
+        inputs += [pl.col(feature) for _, feature in self._demand_sources(demand)]
         out = run_transform(demand.transform, frame.select(inputs), label)
         if out.height != frame.height:
             raise InvalidInput(f"{label} returned {out.height} rows for {frame.height}")
@@ -969,7 +1013,7 @@ class FeatureService:
         self,
         entities: pa.Table,
         ts: str,
-        selected: builtins.list[tuple[FeatureView, builtins.list[str]]],
+        selected: builtins.list[tuple[FeatureView, builtins.list[tuple[str, str]]]],
         sources: builtins.list[DatasetVersion],
         keys_of: dict[str, dict[str, str]],
     ) -> pa.Table:
@@ -986,9 +1030,10 @@ class FeatureService:
         ).sort(TS, nulls_last=True)
         picked: builtins.list[str] = []
         gathers: builtins.list[tuple[pl.DataFrame, str]] = []
-        for i, ((view, names), source) in enumerate(zip(selected, sources, strict=True)):
+        for i, ((view, pairs), source) in enumerate(zip(selected, sources, strict=True)):
             keys = self._keys_of(view)
             seen, found = f"__mloop_seen_{i}", f"__mloop_found_{i}"
+            names = list(dict.fromkeys(feature for feature, _ in pairs))
             data = self._view_rows(view, source, keys, names)
             # the join moves keys, times and row numbers only; the feature columns are
             # gathered once, by the row each entity row found
@@ -1008,8 +1053,8 @@ class FeatureService:
             left = left.with_columns(
                 pl.when(fresh).then(pl.col(found)).otherwise(None).alias(found)
             ).drop(seen)
-            gathers.append((data.select(names), found))
-            picked += names
+            gathers.append((data.select([pl.col(f).alias(o) for f, o in pairs]), found))
+            picked += [o for _, o in pairs]
         ordered = left.sort(ROW)
         arrays = [entities.column(c) for c in entities.column_names]
         for values, found in gathers:
@@ -1029,21 +1074,20 @@ class FeatureService:
     def _store_key(keys: dict[str, str]) -> str:
         return "integer" if len(keys) == 1 and next(iter(keys.values())) == "integer" else "text"
 
-    def _last_run(self, view: str, layout: str, store: str) -> Any:
+    def _last_run(self, view: str, layout: str, store: str, *, complete: bool = False) -> Any:
+        """The latest successful materialization; ``complete``: the latest that covered
+        everything up to its end (an incremental or stream run, or a range run from the
+        beginning), which an incremental run continues from. A backfill of a window is not
+        one: rows outside its window would be taken as done."""
         m = tables.feature_materializations
+        query = sa.select(m).where(
+            m.c.view == view, m.c.layout == layout, m.c.store == store, m.c.status == "succeeded"
+        )
+        if complete:
+            query = query.where(sa.or_(m.c.mode != "range", m.c.start_ts.is_(None)))
         with self._db.read() as conn:
             return (
-                conn.execute(
-                    sa.select(m)
-                    .where(
-                        m.c.view == view,
-                        m.c.layout == layout,
-                        m.c.store == store,
-                        m.c.status == "succeeded",
-                    )
-                    .order_by(m.c.started_at.desc(), m.c.id.desc())
-                    .limit(1)
-                )
+                conn.execute(query.order_by(m.c.started_at.desc(), m.c.id.desc()).limit(1))
                 .mappings()
                 .first()
             )
@@ -1100,7 +1144,7 @@ class FeatureService:
         segments: builtins.list[int] | None = None
         old_segments: builtins.list[int] | None = None
         if mode == "incremental":
-            last = self._last_run(view.name, layout, store.display)
+            last = self._last_run(view.name, layout, store.display, complete=True)
             if last is not None:
                 low = from_ms(last["end_ts"]) if last["end_ts"] is not None else None
                 if view.transform is None or view.transform.row_wise:
@@ -1270,33 +1314,19 @@ class FeatureService:
         if plan is not None and plan.expires > now:
             return plan
         wanted, views, demands = self._parse_refs(features)
-        hidden: dict[str, builtins.list[str]] = {}
         request: dict[str, str] = {}
-        demand_plans = []
-        for view_ref, demand in demands.items():
+        inputs: dict[str, builtins.list[str]] = {}  # view ref -> source features to fetch
+        for demand in demands.values():
             request.update(demand.request)
-            inputs = list(demand.request)
-            for ref in demand.sources:
-                source_ref, _, feature = ref.partition(":")
+            for source_ref, feature in self._demand_sources(demand):
                 if source_ref not in views:
                     views[source_ref] = self.get_view(source_ref)
-                if feature not in wanted.get(source_ref, []) and feature not in hidden.get(
-                    source_ref, []
-                ):
-                    hidden.setdefault(source_ref, []).append(feature)
-                inputs.append(feature)
-            demand_plans.append(
-                _DemandPlan(
-                    view=demand,
-                    names=wanted[view_ref],
-                    inputs=inputs,
-                    sources=list(
-                        dict.fromkeys(r.partition(":")[0].partition("@")[0] for r in demand.sources)
-                    ),
-                )
-            )
+                self._check_source(demand, views[source_ref], feature)
+                if feature not in inputs.setdefault(source_ref, []):
+                    inputs[source_ref].append(feature)
         store = self.online_store
-        view_plans = []
+        view_plans: builtins.list[_ViewPlan] = []
+        position: dict[str, int] = {}
         all_keys: dict[str, str] = {}
         outputs: set[str] = set()
         for view_ref, view in views.items():
@@ -1313,7 +1343,7 @@ class FeatureService:
                     raise InvalidInput(f"feature {n!r} is asked for from two views")
                 outputs.add(n)
             index = {n: i for i, n in enumerate(codec.names)}
-            picks = [(index[n], n) for n in [*shown, *hidden.get(view_ref, [])]]
+            position[view_ref] = len(view_plans)
             view_plans.append(
                 _ViewPlan(
                     view=view,
@@ -1322,12 +1352,25 @@ class FeatureService:
                     key_kinds=list(keys.values()),
                     store_key=self._store_key(keys),
                     codec=codec,
-                    picks=picks,
-                    hidden=not shown,
+                    picks=[(index[n], n) for n in shown],
+                    inputs=[
+                        (index[f], _input_column(view_ref, f)) for f in inputs.get(view_ref, [])
+                    ],
                     ttl_us=view.ttl * 1_000_000 if view.ttl else None,
                 )
             )
-        parts = [[n for _, n in p.picks if n in outputs] for p in view_plans]
+        demand_plans = []
+        for view_ref, demand in demands.items():
+            pairs = self._demand_sources(demand)
+            demand_plans.append(
+                _DemandPlan(
+                    view=demand,
+                    names=wanted[view_ref],
+                    inputs=[(f, _input_column(r, f)) for r, f in pairs],
+                    sources=list(dict.fromkeys(position[r] for r, _ in pairs)),
+                )
+            )
+        parts = [[n for _, n in p.picks] for p in view_plans]
         parts += [d.names for d in demand_plans]
         visible = [i for i, names in enumerate(parts) if names]
         plan = _Plan(
@@ -1338,7 +1381,6 @@ class FeatureService:
             request=request,
             view_features=[parts[i] for i in visible],
             visible=visible,
-            hidden=[n for p in view_plans for _, n in p.picks if n not in outputs],
             expires=now + self._cache_seconds,
         )
         with self._lock:
@@ -1355,6 +1397,8 @@ class FeatureService:
         """The latest materialized values of ``features`` for each entity row (its join keys,
         plus the request fields on-demand features read). A value older than its view's TTL
         is null with status ``expired``; a key never materialized is null with ``missing``."""
+        if isinstance(features, str):
+            features = (features,)
         plan = self._plan(tuple(features) if not isinstance(features, tuple) else features)
         if isinstance(entity_rows, Mapping) or not isinstance(entity_rows, Sequence):
             raise InvalidInput("entity rows are a list of objects, e.g. [{'customer_id': 1}]")
@@ -1379,6 +1423,8 @@ class FeatureService:
                 out[key] = value
             rows.append(out)
         status: builtins.list[builtins.list[str]] = [[] for _ in range(n)]
+        # what on-demand views read, per row, by input slot (never mixed with the output)
+        slots: builtins.list[dict[str, Any]] = [{} for _ in range(n)] if plan.demands else []
         now = now_us()
         for vp in plan.views:
             if len(vp.keys) == 1:
@@ -1390,26 +1436,28 @@ class FeatureService:
             unpack = vp.codec.unpack
             for j, record in enumerate(records):
                 out = rows[j]
+                values: Sequence[Any] | None = None
                 if record is None:
                     state = "missing"
-                    for _, name in vp.picks:
-                        out[name] = None
                 else:
                     ts, values = unpack(record)
                     if vp.ttl_us is not None and ts < now - vp.ttl_us:
-                        state = "expired"
-                        for _, name in vp.picks:
-                            out[name] = None
+                        state, values = "expired", None
                     else:
                         state = "present"
-                        for index, name in vp.picks:
-                            out[name] = values[index]
+                if values is None:
+                    for _, name in vp.picks:
+                        out[name] = None
+                    for _, slot in vp.inputs:
+                        slots[j][slot] = None
+                else:
+                    for index, name in vp.picks:
+                        out[name] = values[index]
+                    for index, slot in vp.inputs:
+                        slots[j][slot] = values[index]
                 status[j].append(state)
         if plan.demands:
-            self._online_demands(plan, entity_rows, rows, status)
-            for out in rows:
-                for name in plan.hidden:
-                    del out[name]
+            self._online_demands(plan, entity_rows, rows, slots, status)
             status = [[s[i] for i in plan.visible] for s in status]
         return OnlineResult(rows, plan.features, status, plan.view_features)
 
@@ -1418,41 +1466,34 @@ class FeatureService:
         plan: _Plan,
         entity_rows: Sequence[Mapping[str, Any]],
         rows: builtins.list[dict[str, Any]],
+        slots: builtins.list[dict[str, Any]],
         status: builtins.list[builtins.list[str]],
     ) -> None:
+        request: dict[str, builtins.list[Any]] = {name: [] for name in plan.request}
         for i, row in enumerate(entity_rows):
             for name, kind in plan.request.items():
                 if row.get(name) is None:
                     raise InvalidInput(f"entity row {i} has no request field {name!r}")
-                if not _value_ok(row[name], kind):
-                    raise InvalidInput(
-                        f"entity row {i}: request field {name!r} is "
-                        f"{type(row[name]).__name__} {row[name]!r}, not {kind}"
-                    )
+                request[name].append(_request_value(row[name], kind, i, name))
+        slot_types = {slot: vp.codec.kinds[index] for vp in plan.views for index, slot in vp.inputs}
         for dp in plan.demands:
-            columns: dict[str, Any] = {}
-            for name in dp.inputs:
-                if name in plan.request:
-                    columns[name] = [r[name] for r in entity_rows]
-                else:
-                    columns[name] = [r.get(name) for r in rows]
-            types = {**plan.request}
-            for vp in plan.views:
-                for index, name in vp.picks:
-                    types[name] = vp.codec.kinds[index]
-            frame = pl.DataFrame(
-                {n: pl.Series(n, v, dtype=_polars_type(types.get(n))) for n, v in columns.items()}
-            )
-            made = self._run_ondemand(dp.view, frame)
+            columns = {
+                name: pl.Series(name, request[name], dtype=_polars_type(plan.request[name]))
+                for name in dp.view.request
+            }
+            for feature, slot in dp.inputs:
+                columns[feature] = pl.Series(
+                    feature, [s[slot] for s in slots], dtype=_polars_type(slot_types[slot])
+                )
+            made = self._run_ondemand(dp.view, pl.DataFrame(list(columns.values())))
             for name in dp.names:
                 values = made.get_column(name).to_list()
                 for out, value in zip(rows, values, strict=True):
                     out[name] = value
             # an on-demand feature is as present as its inputs: one missing or expired input
             # makes it so (its value is what the transform made of the null)
-            positions = [i for i, vp in enumerate(plan.views) if _view_key(vp.view) in dp.sources]
             for j in range(len(rows)):
-                states = {status[j][i] for i in positions}
+                states = {status[j][i] for i in dp.sources}
                 status[j].append(
                     "missing"
                     if "missing" in states
@@ -1561,26 +1602,48 @@ def _materialization(row: Any) -> Materialization:
     )
 
 
-def _view_key(view: FeatureView) -> str:
-    return view.name
+def _input_column(view_ref: str, feature: str) -> str:
+    """Where an on-demand view's source feature travels: never a name a caller can use."""
+    return f"__mloop_in_{view_ref}_{feature}"
 
 
 def _key_ok(value: Any, kind: str) -> bool:
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
+        )
     return isinstance(value, str)
 
 
-def _value_ok(value: Any, kind: str) -> bool:
+def _request_value(value: Any, kind: str, row: int, name: str) -> Any:
+    """A request field's value as its declared type (a time may come as ISO text, as it does
+    in JSON), or InvalidInput."""
+    ok = False
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    return isinstance(value, datetime)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind == "string":
+        ok = isinstance(value, str)
+    elif kind in ("datetime", "date"):
+        parse = datetime.fromisoformat if kind == "datetime" else date.fromisoformat
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = parse(value.strip())
+        if kind == "date":
+            ok = isinstance(value, date) and not isinstance(value, datetime)
+        else:
+            ok = isinstance(value, datetime)
+            if ok and value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+    if not ok:
+        raise InvalidInput(
+            f"entity row {row}: request field {name!r} is {type(value).__name__} {value!r}, "
+            f"not {kind}"
+        )
+    return value
 
 
 def _polars_type(kind: str | None) -> Any:

@@ -206,7 +206,7 @@ class LineageService(LineageStore):
         d = tables.feature_definitions
         query = sa.select(d.c.id).where(d.c.name == name, d.c.kind.in_(["view", "ondemand"]))
         if version and version != "latest":
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):
                 raise NotFound(f"feature view {name!r} has no version {version!r}")
             query = query.where(d.c.version == int(version))
         with self._db.read() as conn:

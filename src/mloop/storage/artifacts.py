@@ -190,14 +190,19 @@ class LocalArtifactStore(ArtifactStore):
         # hashlib lets go of the GIL: the hash runs on another core while reader parses
         thread = threading.Thread(target=lambda: hashed.append(hashlib.sha256(view).hexdigest()))
         thread.start()
+        failure: Exception | None = None
         try:
             result = reader(view)
+        except Exception as exc:  # corrupt bytes first: a parse error may only be the symptom
+            failure = exc
         finally:
             thread.join()
         if hashed != [digest]:
             raise IntegrityError(
                 f"artifact {digest} is corrupt: its bytes no longer match their hash ({path})"
-            )
+            ) from failure
+        if failure is not None:
+            raise failure
         return result
 
     def exists(self, digest: str) -> bool:

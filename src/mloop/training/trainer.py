@@ -356,11 +356,12 @@ class TrainingService:
             "train_rows": len(X_train),
             "test_rows": len(X_test),
         }
-        if store_spec is not None:
+        inputs = {c.name for c in signature.inputs}
+        used = [f for f in (store_spec or {}).get("features", []) if f.partition(":")[2] in inputs]
+        if store_spec is not None and used:
             # served by entity keys: the feature store fetches these, the same code path
-            inputs = {c.name for c in signature.inputs}
             info["feature_store"] = {
-                "features": [f for f in store_spec["features"] if f.partition(":")[2] in inputs],
+                "features": used,
                 "keys": store_spec["keys"],
                 "request": {k: v for k, v in store_spec["request"].items() if k in inputs},
                 "training_set": version.ref,
