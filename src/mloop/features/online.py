@@ -19,8 +19,9 @@ import socket
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
@@ -515,4 +516,4 @@ def open_online_store(setting: str, home: Path, namespace: str) -> OnlineStore:
 
 
 def now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
+    return time.time_ns() // 1000

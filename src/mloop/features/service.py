@@ -1400,7 +1400,9 @@ class FeatureService:
         if isinstance(features, str):
             features = (features,)
         plan = self._plan(tuple(features) if not isinstance(features, tuple) else features)
-        if isinstance(entity_rows, Mapping) or not isinstance(entity_rows, Sequence):
+        if type(entity_rows) is not list and (  # the ABC checks only for other sequences
+            isinstance(entity_rows, Mapping) or not isinstance(entity_rows, Sequence)
+        ):
             raise InvalidInput("entity rows are a list of objects, e.g. [{'customer_id': 1}]")
         n = len(entity_rows)
         if n == 0:
@@ -1408,7 +1410,7 @@ class FeatureService:
         store = self.online_store
         rows: builtins.list[dict[str, Any]] = []
         for i, row in enumerate(entity_rows):
-            if not isinstance(row, Mapping):
+            if type(row) is not dict and not isinstance(row, Mapping):
                 raise InvalidInput(f"entity row {i} is {type(row).__name__}, not an object")
             out: dict[str, Any] = {}
             for key, kind in plan.keys.items():
