@@ -12,10 +12,8 @@ event time, so materializing an old range after a newer one changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import socket
 import sqlite3
 import struct
 import threading
@@ -326,11 +324,10 @@ class RedisOnlineStore:
 
     def __init__(self, url: str, namespace: str) -> None:
         try:
-            import hiredis  # noqa: F401 - the reads' parser
             import redis
         except ImportError:  # pragma: no cover - the extra is part of the test install
             raise InvalidInput(
-                "the Redis online store needs redis and hiredis: pip install 'mloop[redis]'"
+                "the Redis online store needs the redis package: pip install 'mloop[redis]'"
             ) from None
         parsed = urlparse(url)
         # the namespace is part of the store's identity: another namespace is another store
@@ -368,32 +365,35 @@ class RedisOnlineStore:
         results = pipe.execute()
         return int(sum(r for r in results[:-1]))
 
-    def _connection(self) -> _Wire:
-        """This thread's own connection for reads, held: a read is one pre-packed command
-        on a socket and one reply parsed by hiredis — about 35 µs on loopback against 75 µs
-        through redis-py's command path."""
-        wire: _Wire | None = getattr(self._local, "wire", None)
-        if wire is None:
-            wire = _Wire(self._client.connection_pool.connection_kwargs)
-            self._local.wire = wire
+    def _connection(self) -> Any:
+        """This thread's own connection, held (not checked out per call): a read is one
+        packed command and one reply, about 30 µs on loopback against 75 µs through the
+        client's command path."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._client.connection_pool.make_connection()
+            conn.connect()  # type: ignore[no-untyped-call]
+            self._local.conn = conn
             with self._lock:
-                self._held.append(wire)
-        return wire
+                self._held.append(conn)
+        return conn
 
     def _call(self, packed: bytes) -> Any:
-        wire = self._connection()
+        conn = self._connection()
         try:
-            return wire.call(packed)
-        except (OSError, EOFError):  # reconnect once: the server restarted, say
-            wire.close()
+            conn.send_packed_command([packed], check_health=False)
+            return conn.read_response()
+        except (ConnectionError, OSError, self._errors) as exc:  # reconnect once
+            conn.disconnect()
             try:
-                return wire.call(packed)
-            except (OSError, EOFError) as exc:
-                wire.close()
+                conn.send_packed_command([packed], check_health=True)
+                return conn.read_response()
+            except (ConnectionError, OSError, self._redis_error):
+                conn.disconnect()
                 raise StorageError(f"online store {self.display}: {exc}") from exc
-        except StorageError as exc:
-            wire.close()
-            raise StorageError(f"online store {self.display}: {exc.message}") from exc
+        except self._redis_error as exc:  # a timeout, or a reply that is an error
+            conn.disconnect()
+            raise StorageError(f"online store {self.display}: {exc}") from exc
 
     def read_one(self, layout: str, key_kind: str, key: Any) -> bytes | None:
         name = f"{self._prefix}{layout}:{key}".encode()
@@ -429,76 +429,11 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         with self._lock:
-            for wire in self._held:
-                wire.close()
+            for conn in self._held:
+                conn.disconnect()
             self._held.clear()
         self._local = threading.local()
         self._client.close()
-
-
-class _Wire:
-    """A socket to Redis for reads: commands go out pre-packed, replies are parsed by
-    hiredis."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self._options = options
-        self._sock: socket.socket | None = None
-        self._reader: Any = None
-
-    def _connect(self) -> socket.socket:
-        o = self._options
-        timeout = o.get("socket_timeout") or 30
-        if o.get("path"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(o.get("socket_connect_timeout") or 5)
-            sock.connect(o["path"])
-        else:
-            sock = socket.create_connection(
-                (o.get("host") or "127.0.0.1", o.get("port") or 6379),
-                timeout=o.get("socket_connect_timeout") or 5,
-            )
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(timeout)
-        self._sock = sock
-        import hiredis
-
-        self._reader = hiredis.Reader()
-        if o.get("password"):
-            user = [o["username"]] if o.get("username") else []
-            self.call(_pack("AUTH", *user, o["password"]))
-        if o.get("db"):
-            self.call(_pack("SELECT", str(o["db"])))
-        return sock
-
-    def call(self, packed: bytes) -> Any:
-        sock = self._sock or self._connect()
-        sock.sendall(packed)
-        reader = self._reader
-        while True:
-            reply = reader.gets()
-            if reply is not False:
-                break
-            data = sock.recv(65536)
-            if not data:
-                raise EOFError("the connection was closed")
-            reader.feed(data)
-        if isinstance(reply, Exception):
-            raise StorageError(str(reply))
-        return reply
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-        self._sock = None
-
-
-def _pack(*parts: str) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part.encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def open_online_store(setting: str, home: Path, namespace: str) -> OnlineStore:
