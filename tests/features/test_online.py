@@ -66,26 +66,30 @@ def store_ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspa
         ws.close()
 
 
-def _stats(ws: Workspace, rows: list[tuple[int, datetime, float, int | None, str | None]]) -> None:
-    ws.datasets.write_version(
-        "stats",
-        pl.DataFrame(
-            {
-                "driver_id": [r[0] for r in rows],
-                "ts": [r[1] for r in rows],
-                "rate": [r[2] for r in rows],
-                "trips": [r[3] for r in rows],
-                "city": [r[4] for r in rows],
-            },
-            schema={
-                "driver_id": pl.Int64,
-                "ts": pl.Datetime("us"),
-                "rate": pl.Float64,
-                "trips": pl.Int64,
-                "city": pl.String,
-            },
-        ).to_arrow(),
+Row = tuple[int, datetime, float, int | None, str | None]
+
+
+def _frame(rows: list[Row]) -> pl.DataFrame:
+    """Driver stats rows: (driver_id, ts, rate, trips, city)."""
+    return pl.DataFrame(
+        rows,
+        schema={
+            "driver_id": pl.Int64,
+            "ts": pl.Datetime("us"),
+            "rate": pl.Float64,
+            "trips": pl.Int64,
+            "city": pl.String,
+        },
+        orient="row",
     )
+
+
+def _stats(ws: Workspace, rows: list[Row]) -> None:
+    ws.datasets.write_version("stats", _frame(rows).to_arrow())
+
+
+def _append(ws: Workspace, rows: list[Row]) -> None:
+    ws.datasets.append("stats", _frame(rows).to_arrow())
 
 
 def _view(**extra: object) -> FeatureView:
@@ -157,28 +161,13 @@ def test_incremental_materialization_takes_new_segments_and_keeps_the_newer_reco
     first = ws.features.materialize("driver_stats", incremental=True)[0]
     assert (first.mode, first.entities_written) == ("incremental", 1)
     # an append: a newer value for 1, a late (older) row for 2, an older value for 1
-    ws.datasets.append(
-        "stats",
-        pl.DataFrame(
-            {
-                "driver_id": [1, 2, 1],
-                "ts": [
-                    now - timedelta(minutes=10),
-                    now - timedelta(minutes=40),
-                    now - timedelta(minutes=30),
-                ],
-                "rate": [2.0, 5.0, 0.5],
-                "trips": [2, 5, 0],
-                "city": ["b", "c", "z"],
-            },
-            schema={
-                "driver_id": pl.Int64,
-                "ts": pl.Datetime("us"),
-                "rate": pl.Float64,
-                "trips": pl.Int64,
-                "city": pl.String,
-            },
-        ).to_arrow(),
+    _append(
+        ws,
+        [
+            (1, now - timedelta(minutes=10), 2.0, 2, "b"),
+            (2, now - timedelta(minutes=40), 5.0, 5, "c"),
+            (1, now - timedelta(minutes=30), 0.5, 0, "z"),
+        ],
     )
     second = ws.features.materialize("driver_stats", incremental=True)[0]
     assert second.rows_read == 3  # only the appended segment's rows are new
@@ -446,25 +435,7 @@ def test_skew_check_reports_values_the_online_store_has_not_caught_up_with(
     ws.features.materialize()
     rows = [{"driver_id": 1}, {"driver_id": 2}]
     assert ws.features.skew(rows, FEATURES).ok
-    ws.datasets.append(
-        "stats",
-        pl.DataFrame(
-            {
-                "driver_id": [2],
-                "ts": [now - timedelta(minutes=1)],
-                "rate": [7.0],
-                "trips": [2],
-                "city": ["b"],
-            },
-            schema={
-                "driver_id": pl.Int64,
-                "ts": pl.Datetime("us"),
-                "rate": pl.Float64,
-                "trips": pl.Int64,
-                "city": pl.String,
-            },
-        ).to_arrow(),
-    )
+    _append(ws, [(2, now - timedelta(minutes=1), 7.0, 2, "b")])
     report = ws.features.skew(rows, FEATURES)
     assert not report.ok
     assert report.mismatches == [
@@ -692,25 +663,7 @@ def test_incremental_after_a_window_backfill_still_takes_late_rows(sqlite_ws: Wo
     _stats(ws, [(1, now - timedelta(minutes=20), 1.0, 1, "a")])
     ws.features.apply([DRIVER, _view()])
     ws.features.materialize()
-    ws.datasets.append(
-        "stats",
-        pl.DataFrame(
-            {
-                "driver_id": [2],
-                "ts": [now - timedelta(minutes=30)],
-                "rate": [5.0],
-                "trips": [1],
-                "city": ["x"],
-            },
-            schema={
-                "driver_id": pl.Int64,
-                "ts": pl.Datetime("us"),
-                "rate": pl.Float64,
-                "trips": pl.Int64,
-                "city": pl.String,
-            },
-        ).to_arrow(),
-    )
+    _append(ws, [(2, now - timedelta(minutes=30), 5.0, 1, "x")])
     # a backfill of an unrelated window is no baseline for the next incremental run
     ws.features.materialize(start=now - timedelta(minutes=5), end=now - timedelta(minutes=4))
     run = ws.features.materialize(incremental=True)[0]
