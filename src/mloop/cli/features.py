@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from mloop.features import Entity, FeatureView, OnDemandFeatureView
     from mloop.workspace import Workspace
 
-app = new_app("Feature store: entities and feature views over datasets, point-in-time correct.")
+app = new_app(
+    "Feature store: entities, feature views and on-demand views; point-in-time training sets; "
+    "the online store (materialize, status, online reads)."
+)
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
