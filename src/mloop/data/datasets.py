@@ -196,6 +196,43 @@ class Dataset(BaseModel):
     version_count: int
 
 
+SAMPLE_ROWS = 10_000
+
+
+def _encodings(table: pa.Table) -> tuple[builtins.list[str], dict[str, str]]:
+    """Per column, a dictionary or not, and its codec. Text, binary and booleans get a
+    dictionary and zstd. A number or time gets them too when a sample of it repeats (codes,
+    counts, ages); a high-cardinality one is written plain with lz4: trying a dictionary on it
+    (then falling back) took three quarters of the time of writing 100k rows of floats, and
+    zstd decodes such data four times slower than lz4 for a few percent of size."""
+    dictionary, codecs = [], {}
+    for field in table.schema:
+        kind = field.type
+        textual = (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_dictionary(kind)
+        )
+        repeats = textual
+        if not textual and (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_temporal(kind)
+        ):
+            sample = table.column(field.name).slice(0, SAMPLE_ROWS)
+            valid = len(sample) - sample.null_count
+            repeats = valid == 0 or pc.count_distinct(sample).as_py() <= valid // 2
+        elif not textual:
+            repeats = True  # nested and other types: as before
+        if repeats:
+            dictionary.append(field.name)
+            codecs[field.name] = "zstd"
+        else:
+            codecs[field.name] = "lz4"
+    return dictionary, codecs
+
+
 def _version_from_row(row: RowMapping, dataset_name: str) -> DatasetVersion:
     return DatasetVersion(
         id=row["id"],
@@ -894,7 +931,8 @@ class DatasetService:
     def _put_segment(self, table: pa.Table, digest_of_content: str) -> _Segment:
         # through a temporary file, not memory: a big table's Parquet form is not held twice
         with tempfile.TemporaryFile() as sink:
-            pq.write_table(table, sink, compression="zstd")
+            dictionary, codecs = _encodings(table)
+            pq.write_table(table, sink, compression=codecs, use_dictionary=dictionary)
             size = sink.tell()
             sink.seek(0)
             data_digest = self._artifacts.put_stream(sink)  # blob first: no dangling row
