@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from feature_helpers import STREAM, live_view
 from helpers import run_cli
 from mloop.features import Entity, FeatureView
 from mloop.workspace import Workspace
@@ -312,26 +313,8 @@ def test_list_and_show_cover_ondemand_views_and_status(
 
 def test_materialize_stream(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
-    base = int(datetime.now(UTC).timestamp() * 1000)
-    uri = "log://driver-events"
-
-    def events(ids: range, rate: float) -> list[dict[str, object]]:
-        return [
-            {"id": i, "driver_id": i % 3, "ts_ms": base - 60_000 + i, "rate": rate + i} for i in ids
-        ]
-
-    ws.streams.produce(uri, events(range(3), 0.0))
-    ws.streams.consume("driver_events", uri, max_events=3, max_wait=0.2)
-    live = FeatureView(
-        "live",
-        entities=[DRIVER],
-        source="driver_events",
-        stream=uri,
-        timestamp_column="ts",
-        features=["rate"],
-        transform={"ts": pl.from_epoch("ts_ms", time_unit="ms")},
-        ttl="1d",
-    )
+    events, live = live_view(ws, DRIVER)
+    uri = STREAM
     still = live.model_copy(update={"name": "still", "stream": None})
     ws.features.apply([DRIVER, live, still])
     code, out, _ = run_cli(ws, "features", "show", "live")

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import service_unavailable
+from feature_helpers import STREAM, live_view
 from mloop.api import create_app
 from mloop.core.errors import Conflict, InvalidInput
 from mloop.features import Codec, Entity, FeatureView, OnDemandFeatureView
@@ -510,26 +511,8 @@ def test_a_model_trained_on_a_training_set_is_served_by_entity_keys(sqlite_ws: W
 
 def test_stream_view_materializes_continuously(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
-    base = int(datetime.now(UTC).timestamp() * 1000)
-    uri = "log://driver-events"
-
-    def events(ids: range, rate: float) -> list[dict[str, object]]:
-        return [
-            {"id": i, "driver_id": i % 3, "ts_ms": base - 60_000 + i, "rate": rate + i} for i in ids
-        ]
-
-    ws.streams.produce(uri, events(range(3), 0.0))
-    ws.streams.consume("driver_events", uri, max_events=3, max_wait=0.2)
-    view = FeatureView(
-        "live",
-        entities=[DRIVER],
-        source="driver_events",
-        stream=uri,
-        timestamp_column="ts",
-        features=["rate"],
-        transform={"ts": pl.from_epoch("ts_ms", time_unit="ms")},
-        ttl="1d",
-    )
+    events, view = live_view(ws, DRIVER)
+    uri = STREAM
     ws.features.apply([DRIVER, view])
     ws.features.materialize("live")
     assert ws.features.online([{"driver_id": 2}], ["live:rate"]).rows[0]["rate"] == 2.0

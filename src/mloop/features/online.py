@@ -18,7 +18,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -177,10 +177,6 @@ class OnlineStore(Protocol):
 
     def read_one(self, layout: str, key_kind: str, key: Any) -> bytes | None: ...
 
-    def count(self, layout: str, key_kind: str) -> int: ...
-
-    def drop(self, layout: str, key_kind: str) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -195,7 +191,6 @@ class SQLiteOnlineStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.display = f"sqlite:///{self.path}"
         self._local = threading.local()
-        self._sql: dict[tuple[str, str], tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
 
@@ -282,16 +277,6 @@ class SQLiteOnlineStore:
             raise
         return [found.get(k) for k in keys]
 
-    def count(self, layout: str, key_kind: str) -> int:
-        try:
-            row = self._conn().execute(f'SELECT count(*) FROM "fv_{layout}"').fetchone()
-        except sqlite3.OperationalError:
-            return 0
-        return int(row[0])
-
-    def drop(self, layout: str, key_kind: str) -> None:
-        self._conn().execute(f'DROP TABLE IF EXISTS "fv_{layout}"')
-
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
@@ -341,9 +326,6 @@ class RedisOnlineStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: list[Any] = []
-
-    def _key(self, layout: str, key: Any) -> bytes:
-        return f"{self._prefix}{layout}:{key}".encode()
 
     def write(
         self,
@@ -410,22 +392,6 @@ class RedisOnlineStore:
             parts.append(b"$%d\r\n%b\r\n" % (len(name), name))
         values: list[bytes | None] = self._call(b"".join(parts))
         return values
-
-    def _scan(self, layout: str) -> Iterator[bytes]:
-        yield from self._client.scan_iter(match=f"{self._prefix}{layout}:*", count=10_000)
-
-    def count(self, layout: str, key_kind: str) -> int:
-        return sum(1 for _ in self._scan(layout))
-
-    def drop(self, layout: str, key_kind: str) -> None:
-        batch: list[bytes] = []
-        for key in self._scan(layout):
-            batch.append(key)
-            if len(batch) >= REDIS_BATCH:
-                self._client.delete(*batch)
-                batch = []
-        if batch:
-            self._client.delete(*batch)
 
     def close(self) -> None:
         with self._lock:

@@ -181,7 +181,6 @@ class _ViewPlan:
     view: FeatureView
     layout: str
     keys: builtins.list[str]
-    key_kinds: builtins.list[str]
     store_key: str  # "integer" or "text"
     codec: Codec
     picks: builtins.list[tuple[int, str]]  # (feature index in the record, output name)
@@ -1030,8 +1029,9 @@ class FeatureService:
         ).sort(TS, nulls_last=True)
         picked: builtins.list[str] = []
         gathers: builtins.list[tuple[pl.DataFrame, str]] = []
-        for i, ((view, pairs), source) in enumerate(zip(selected, sources, strict=True)):
-            keys = self._keys_of(view)
+        for i, ((view, pairs), source, keys) in enumerate(
+            zip(selected, sources, keys_of.values(), strict=True)
+        ):
             seen, found = f"__mloop_seen_{i}", f"__mloop_found_{i}"
             names = list(dict.fromkeys(feature for feature, _ in pairs))
             data = self._view_rows(view, source, keys, names)
@@ -1349,7 +1349,6 @@ class FeatureService:
                     view=view,
                     layout=layout,
                     keys=list(keys),
-                    key_kinds=list(keys.values()),
                     store_key=self._store_key(keys),
                     codec=codec,
                     picks=[(index[n], n) for n in shown],
@@ -1480,12 +1479,12 @@ class FeatureService:
         slot_types = {slot: vp.codec.kinds[index] for vp in plan.views for index, slot in vp.inputs}
         for dp in plan.demands:
             columns = {
-                name: pl.Series(name, request[name], dtype=_polars_type(plan.request[name]))
+                name: pl.Series(name, request[name], dtype=polars_type(plan.request[name]))
                 for name in dp.view.request
             }
             for feature, slot in dp.inputs:
                 columns[feature] = pl.Series(
-                    feature, [s[slot] for s in slots], dtype=_polars_type(slot_types[slot])
+                    feature, [s[slot] for s in slots], dtype=polars_type(slot_types[slot])
                 )
             made = self._run_ondemand(dp.view, pl.DataFrame(list(columns.values())))
             for name in dp.names:
@@ -1526,7 +1525,7 @@ class FeatureService:
         frame[ROW + "_ts"] = [_naive_dt(when)] * len(entity_rows)
         entity_df = pl.DataFrame(frame)
         for key, kind in plan.keys.items():
-            entity_df = entity_df.with_columns(pl.col(key).cast(_polars_type(kind)))
+            entity_df = entity_df.with_columns(pl.col(key).cast(polars_type(kind)))
         offline = self.training_set(
             entity_df, features, timestamp_column=ROW + "_ts", register=False
         ).to_polars()
@@ -1646,12 +1645,6 @@ def _request_value(value: Any, kind: str, row: int, name: str) -> Any:
             f"not {kind}"
         )
     return value
-
-
-def _polars_type(kind: str | None) -> Any:
-    from mloop.features.compute import polars_type
-
-    return polars_type(kind) if kind else None
 
 
 def _same(a: Any, b: Any, tolerance: float) -> bool:
