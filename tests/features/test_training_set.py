@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -33,86 +33,110 @@ def shared_ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
 source_rows = st.dictionaries(
     st.integers(0, 3),
-    st.lists(st.integers(0, 50), min_size=1, max_size=8, unique=True),
+    # repeated minutes: of rows with equal times, the last one written is the value
+    st.lists(st.integers(0, 50), min_size=1, max_size=8),
     min_size=1,
     max_size=4,
 )
 entity_rows = st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 60)), min_size=1, max_size=25)
 
+# how the integer key k is stored: one integer key (the packed-key search), a text key, two
+# integer keys, an integer key too wide to pack with the times (both: Polars' join_asof)
+KEY_KINDS: dict[str, tuple[dict[str, str], Callable[[int], dict[str, object]]]] = {
+    "integer": ({"customer_id": "integer"}, lambda k: {"customer_id": k}),
+    "string": ({"customer_id": "string"}, lambda k: {"customer_id": f"c{k}"}),
+    "pair": ({"region": "integer", "shop": "integer"}, lambda k: {"region": k % 2, "shop": k}),
+    "wide": ({"customer_id": "integer"}, lambda k: {"customer_id": (k - 2) * 2**61}),
+}
+
 
 def _reference(
-    source: dict[int, list[int]], rows: list[tuple[int, int]], ttl: int | None
+    source: list[tuple[int, int]], rows: list[tuple[int, int]], ttl: int | None
 ) -> list[int | None]:
-    """The latest value time (the value is its own minute) at or before each row, in TTL."""
+    """For each entity row, the position in ``source`` (key, minute) of its value: the latest
+    minute at or before the row's, in TTL; of equal minutes, the last row."""
     found: list[int | None] = []
     for key, t in rows:
-        window = [m for m in source.get(key, []) if m <= t and (ttl is None or m >= t - ttl)]
-        found.append(max(window) if window else None)
+        window = [
+            (m, i)
+            for i, (k, m) in enumerate(source)
+            if k == key and m <= t and (ttl is None or m >= t - ttl)
+        ]
+        found.append(max(window)[1] if window else None)
     return found
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(source=source_rows, rows=entity_rows, ttl=st.one_of(st.none(), st.integers(1, 30)))
+@given(
+    source=source_rows,
+    rows=entity_rows,
+    ttl=st.one_of(st.none(), st.integers(1, 30)),
+    kind=st.sampled_from(sorted(KEY_KINDS)),
+    in_time_order=st.booleans(),
+)
 def test_training_set_matches_brute_force_reference(
     shared_ws: Workspace,
     source: dict[int, list[int]],
     rows: list[tuple[int, int]],
     ttl: int | None,
+    kind: str,
+    in_time_order: bool,
 ) -> None:
     ws = shared_ws
+    join_keys, key_values = KEY_KINDS[kind]
     flat = [(k, m) for k, ms in source.items() for m in ms]
+    if in_time_order:  # keys interleaved in time order, as a log is written
+        flat.sort(key=lambda pair: pair[1])
+    keys = {name: [key_values(k)[name] for k, _ in flat] for name in join_keys}
     ws.datasets.write_version(
-        "events",
+        f"events_{kind}",
         pl.DataFrame(
             {
-                "customer_id": [k for k, _ in flat],
-                "ts": [_minutes(m) for _, m in flat],
-                "seen": [m for _, m in flat],  # each value is the minute it became true
-                "double": [2 * m for _, m in flat],
-            },
-            schema={
-                "customer_id": pl.Int64,
-                "ts": pl.Datetime("us"),
-                "seen": pl.Int64,
-                "double": pl.Int64,
-            },
+                **keys,
+                "ts": pl.Series([_minutes(m) for _, m in flat], dtype=pl.Datetime("us")),
+                "seen": pl.Series([m for _, m in flat], dtype=pl.Int64),  # its minute
+                "position": pl.Series(range(len(flat)), dtype=pl.Int64),
+            }
         ).to_arrow(),
     )
+    entity = Entity(f"customer_{kind}", join_keys=join_keys)
     view = FeatureView(
-        "activity",
-        entities=[CUSTOMER],
-        source="events",
+        f"activity_{kind}",
+        entities=[entity],
+        source=f"events_{kind}",
         timestamp_column="ts",
-        features=["seen", "double"],
+        features=["seen", "position"],
         ttl=timedelta(minutes=ttl) if ttl is not None else None,
     )
-    ws.features.apply([CUSTOMER, view], force=True)
+    ws.features.apply([entity, view], force=True)
     entity_df = pl.DataFrame(
         {
-            "customer_id": [k for k, _ in rows],
-            "event_timestamp": [_minutes(t) for _, t in rows],
+            **{name: [key_values(k)[name] for k, _ in rows] for name in join_keys},
+            "event_timestamp": pl.Series([_minutes(t) for _, t in rows], dtype=pl.Datetime("us")),
             "row": list(range(len(rows))),
-        },
-        schema={"customer_id": pl.Int64, "event_timestamp": pl.Datetime("us"), "row": pl.Int64},
+        }
     )
-    result = ws.features.training_set(entity_df, ["activity:seen", "activity:double"])
+    result = ws.features.training_set(
+        entity_df, [f"activity_{kind}:seen", f"activity_{kind}:position"]
+    )
     got = pl.from_arrow(result.table)
     assert isinstance(got, pl.DataFrame)
     # every entity row kept, in the caller's order, with the caller's columns untouched
     assert got.height == len(rows)
     assert got["row"].to_list() == list(range(len(rows)))
-    assert got.select("customer_id", "event_timestamp").equals(
-        entity_df.select("customer_id", "event_timestamp")
+    assert got.select(*join_keys, "event_timestamp").equals(
+        entity_df.select(*join_keys, "event_timestamp")
     )
+    positions = got["position"].to_list()
+    assert positions == _reference(flat, rows, ttl)
     seen = got["seen"].to_list()
-    assert seen == _reference(source, rows, ttl)
+    assert seen == [None if p is None else flat[p][1] for p in positions]
     for (_key, t), m in zip(rows, seen, strict=True):
         if m is not None:
             assert m <= t  # never a value from after the entity row's time
             assert ttl is None or m >= t - ttl  # never one older than the TTL
-    assert got["double"].to_list() == [None if m is None else 2 * m for m in seen]
     assert result.version.row_count == len(rows)
 
 
@@ -234,3 +258,39 @@ def test_source_that_lost_a_column_is_refused(sqlite_ws: Workspace) -> None:
     frame = pl.DataFrame({"customer_id": [1], "event_timestamp": [T0]})
     with pytest.raises(InvalidInput, match="has no column 'spend' any more"):
         sqlite_ws.features.training_set(frame, ["spending:spend"])
+
+
+@pytest.mark.parametrize("in_time_order", [True, False])
+def test_packed_key_search_agrees_with_join_asof_over_wide_keys(in_time_order: bool) -> None:
+    """Keys over more than 2**16 values (two radix passes when the rows are in time order),
+    repeated times, keys and times on the left the right side never has."""
+    import numpy as np
+
+    from mloop.features.service import ROW, TS, _packed_asof, _polars_asof
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+    times = rng.integers(0, 5_000, n) * 1_000_000  # many repeats
+    if in_time_order:
+        times.sort()
+    right = pl.DataFrame(
+        {
+            "k": rng.integers(0, 300, n) * 1_000,  # 300 keys over 299,001 values
+            TS: pl.Series(times).cast(pl.Datetime("us")),
+        }
+    )
+    left = pl.DataFrame(
+        {
+            "k": pl.Series(rng.integers(-1, 302, 5_000) * 1_000).set(
+                pl.Series(rng.random(5_000) < 0.05), None
+            ),
+            TS: pl.Series(rng.integers(-100, 5_100, 5_000) * 1_000_000).cast(pl.Datetime("us")),
+        }
+    )
+    by_time = left.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64)).sort(TS)
+    for ttl in (None, 300):
+        packed = _packed_asof(left, right, ["k"], ttl)
+        assert packed is not None
+        reference = _polars_asof(by_time, right, ["k"], ttl)
+        assert (packed == reference).all()
+        assert 0 < (packed >= 0).sum() < len(left)

@@ -2,9 +2,10 @@
 materialize views into the online store and read them back, one code path for every consumer.
 
 A training set joins each entity row to the latest value of each feature at or before the row's
-timestamp and no older than the view's TTL, with a Polars ``join_asof`` (by the join keys) over
-the view's source dataset version (the latest when the training set is built). Every entity row is
-kept, in the caller's order; a row with no value in the window gets nulls.
+timestamp and no older than the view's TTL (of equal times, the last row written), over the view's
+source dataset version (the latest when the training set is built): a binary search over keys and
+time packed into one int64 when the keys are integers, Polars' ``join_asof`` by key otherwise.
+Every entity row is kept, in the caller's order; a row with no value in the window gets nulls.
 """
 
 from __future__ import annotations
@@ -858,6 +859,8 @@ class FeatureService:
             selected.append((view, pairs))
         sources = [self._datasets.get(view.source) for view, _ in selected]
         joined = self._join(table, timestamp_column, selected, sources, keys_of)
+        # the views' rows are gone: hand their memory back (Arrow's pool keeps freed pages)
+        pa.default_memory_pool().release_unused()
         if demands:
             frame = pl.from_arrow(joined)
             assert isinstance(frame, pl.DataFrame)
@@ -1016,50 +1019,33 @@ class FeatureService:
         sources: builtins.list[DatasetVersion],
         keys_of: dict[str, dict[str, str]],
     ) -> pa.Table:
-        """One Polars ``join_asof`` (backward, by the join keys) per view, over the entity rows
-        sorted by time, moving only keys, times and row numbers; the features are gathered by
-        row number in the caller's order (an Arrow ``take``: a null number is a null value)."""
+        """For each view, the row of its data each entity row finds (the backward as-of match
+        by the join keys, within the TTL), then the features gathered by those row numbers in
+        the caller's order (an Arrow ``take``: no row is a null value). Only keys and times
+        take part in the match; the feature columns are read once."""
         all_keys = {k: kind for keys in keys_of.values() for k, kind in keys.items()}
         left = pl.from_arrow(entities.select([*all_keys, ts]))
         assert isinstance(left, pl.DataFrame)
-        left = left.select(
-            *[pl.col(c) for c in all_keys],
-            _naive(pl.col(ts)).alias(TS),
-            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW),
-        ).sort(TS, nulls_last=True)
+        left = left.select(*[pl.col(c) for c in all_keys], _naive(pl.col(ts)).alias(TS))
+        by_time: pl.DataFrame | None = None  # the entity rows in time order, when needed
+        arrays = [entities.column(c) for c in entities.column_names]
         picked: builtins.list[str] = []
-        gathers: builtins.list[tuple[pl.DataFrame, str]] = []
-        for i, ((view, pairs), source, keys) in enumerate(
-            zip(selected, sources, keys_of.values(), strict=True)
-        ):
-            seen, found = f"__mloop_seen_{i}", f"__mloop_found_{i}"
+        for (view, pairs), source, keys in zip(selected, sources, keys_of.values(), strict=True):
             names = list(dict.fromkeys(feature for feature, _ in pairs))
             data = self._view_rows(view, source, keys, names)
-            # the join moves keys, times and row numbers only; the feature columns are
-            # gathered once, by the row each entity row found
-            right = data.select(
-                *[pl.col(k).cast(left.schema[k]) for k in keys],
-                pl.col(TS),
-                pl.col(TS).alias(seen),
-                pl.int_range(pl.len(), dtype=pl.Int64).alias(found),
-            ).sort(TS)
-            left = left.join_asof(
-                right, on=TS, by=list(keys), strategy="backward", check_sortedness=False
-            )
-            # a row without a time, or a value older than the TTL, is no value
-            fresh = pl.col(TS).is_not_null() & pl.col(seen).is_not_null()
-            if view.ttl:
-                fresh = fresh & (pl.col(seen) >= pl.col(TS) - pl.duration(seconds=view.ttl))
-            left = left.with_columns(
-                pl.when(fresh).then(pl.col(found)).otherwise(None).alias(found)
-            ).drop(seen)
-            gathers.append((data.select([pl.col(f).alias(o) for f, o in pairs]), found))
+            found = _packed_asof(left, data, list(keys), view.ttl)
+            if found is None:  # keys that do not pack into one integer: Polars' join_asof
+                if by_time is None:
+                    by_time = left.with_columns(
+                        pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW)
+                    ).sort(TS, nulls_last=True)
+                found = _polars_asof(by_time, data, list(keys), view.ttl)
+            index = pl.Series(found)
+            taken = data.select(
+                [pl.col(f).gather(pl.when(index >= 0).then(index)).alias(o) for f, o in pairs]
+            ).to_arrow()
+            arrays += [taken.column(o) for _, o in pairs]
             picked += [o for _, o in pairs]
-        ordered = left.sort(ROW)
-        arrays = [entities.column(c) for c in entities.column_names]
-        for values, found in gathers:
-            taken = values.to_arrow().take(ordered.get_column(found).to_arrow())
-            arrays += [taken.column(c) for c in values.columns]
         return pa.table(arrays, names=[*entities.column_names, *picked])
 
     # -- online: materialization ----------------------------------------------------------
@@ -1195,7 +1181,8 @@ class FeatureService:
                         else pl.col(TS) >= pl.lit(_naive_dt(low))
                     )
                 frame = frame.filter(window)
-            latest = frame.sort(TS).unique(subset=list(keys), keep="last")
+            # stable sort: of rows with equal times, the last wins (as in a training set)
+            latest = frame.sort(TS, maintain_order=True).unique(subset=list(keys), keep="last")
             total = latest.height
             if progress is not None:
                 progress(view.name, 0, total)
@@ -1682,3 +1669,107 @@ def _to_ms(value: datetime | None) -> int | None:
 def _naive(column: pl.Expr) -> pl.Expr:
     """A time as naive UTC microseconds (a date is its midnight), whatever its zone or unit."""
     return column.cast(pl.Datetime("us"))
+
+
+# integer types whose every value is an int64 (a UInt64 may not be)
+_PACKABLE = ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32")
+
+
+def _packed_asof(
+    left: pl.DataFrame, right: pl.DataFrame, keys: builtins.list[str], ttl: int | None
+) -> np.ndarray | None:
+    """For each row of ``left`` (``keys`` and ``TS``), the number of the row of ``right`` it
+    finds, -1 for none: the last row with the same keys and a time at or before its own (of
+    equal times, the last), no older than ``ttl`` seconds.
+
+    The keys and the time pack into one int64 per row (mixed radix over the right side's key
+    ranges and time span), so the match is one stable sort of the right side and a binary
+    search per left row: about twice as fast as ``join_asof`` by key, and the left side is
+    never sorted. None when a key is not an integer or the ranges do not fit in 62 bits."""
+    if not keys or right.height == 0:
+        return None
+    for k in keys:
+        if str(left.schema[k]) not in _PACKABLE or str(right.schema[k]) not in _PACKABLE:
+            return None
+    right_ts = right.get_column(TS).to_physical().to_numpy()
+    t_low, t_high = int(right_ts.min()), int(right_ts.max())
+    radix = t_high - t_low + 1
+    right_keys = [right.get_column(k).cast(pl.Int64).to_numpy() for k in keys]
+    lows = [int(column.min()) for column in right_keys]
+    sizes = [int(column.max()) - low + 1 for column, low in zip(right_keys, lows, strict=True)]
+    key_space = 1
+    for size in sizes:
+        key_space *= size
+    if key_space * radix >= 2**62:
+        return None
+    # each row's keys as one number (mixed radix), then the packed value: keys, then time
+    code = np.zeros(right.height, dtype=np.int64)
+    left_ts = left.get_column(TS).to_physical()
+    usable = left_ts.is_not_null().to_numpy() & (left_ts.fill_null(t_low).to_numpy() >= t_low)
+    block = np.zeros(left.height, dtype=np.int64)
+    step = 1
+    for k, column, low, size in zip(keys, right_keys, lows, sizes, strict=True):
+        code += (column - low) * step
+        values = left.get_column(k).cast(pl.Int64)
+        usable &= values.is_not_null().to_numpy()
+        values_np = values.fill_null(low).to_numpy()
+        usable &= (values_np >= low) & (values_np < low + size)
+        block += np.where(usable, values_np - low, 0) * step
+        step *= size
+    packed = code * radix + (right_ts - t_low)
+    block *= radix
+    if key_space <= 2**32 and bool(np.all(right_ts[1:] >= right_ts[:-1])):
+        # rows already in time order (a log usually is): a stable sort by the keys alone
+        # keeps each key's rows in time order; two 16-bit radix passes (numpy's stable sort
+        # of 16-bit integers is a radix sort), twice as fast as sorting the packed values
+        rows = np.argsort((code & 0xFFFF).astype(np.uint16), kind="stable")
+        if key_space > 2**16:
+            high = (code[rows] >> 16).astype(np.uint16)
+            rows = rows[np.argsort(high, kind="stable")]
+        sorted_packed = packed[rows]
+    else:
+        ordered = (
+            pl.DataFrame({"p": packed})
+            .with_row_index("i")
+            .sort("p", maintain_order=True)  # stable: of equal times, the last row wins
+        )
+        sorted_packed = ordered.get_column("p").to_numpy()
+        rows = ordered.get_column("i").cast(pl.Int64).to_numpy()
+    # a time after the last one finds what the last one finds: clamp it inside the span
+    times = np.minimum(left_ts.fill_null(t_low).to_numpy(), t_high)
+    wanted = block + np.where(usable, times - t_low, 0)
+    # binary searches in order walk the sorted array forward: three times faster than at random
+    by_value = np.argsort(wanted)
+    at = np.empty_like(by_value)
+    at[by_value] = np.searchsorted(sorted_packed, wanted[by_value], side="right") - 1
+    safe = np.maximum(at, 0)
+    hit = usable & (at >= 0) & (sorted_packed[safe] >= block)  # the same keys, not the one before
+    found = np.where(hit, rows[safe], -1)
+    if ttl:
+        raw = left_ts.fill_null(t_low).to_numpy()
+        hit &= right_ts[np.maximum(found, 0)] >= raw - ttl * 1_000_000
+        found = np.where(hit, found, -1)
+    return found
+
+
+def _polars_asof(
+    by_time: pl.DataFrame, right: pl.DataFrame, keys: builtins.list[str], ttl: int | None
+) -> np.ndarray:
+    """What :func:`_packed_asof` finds, by Polars' ``join_asof`` (any key types):
+    ``by_time`` is the left side with its row numbers (``ROW``), sorted by ``TS``."""
+    seen, found = "__mloop_seen", "__mloop_found"
+    data = right.select(
+        *[pl.col(k).cast(by_time.schema[k]) for k in keys],
+        pl.col(TS),
+        pl.col(TS).alias(seen),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(found),
+    ).sort(TS, maintain_order=True)  # stable: of equal times, the last row wins
+    joined = by_time.select(*keys, TS, ROW).join_asof(
+        data, on=TS, by=keys, strategy="backward", check_sortedness=False
+    )
+    # a row without a time, or a value older than the TTL, is no value
+    fresh = pl.col(TS).is_not_null() & pl.col(seen).is_not_null()
+    if ttl:
+        fresh = fresh & (pl.col(seen) >= pl.col(TS) - pl.duration(seconds=ttl))
+    out = joined.select(ROW, pl.when(fresh).then(pl.col(found)).otherwise(-1).alias(found))
+    return out.sort(ROW).get_column(found).to_numpy()
