@@ -10,6 +10,7 @@ harness to ``HARNESSES``.
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import os
 import posixpath
@@ -407,3 +408,42 @@ def test_a_corrupt_large_blob_is_an_integrity_error_even_when_the_reader_fails(
     path.write_bytes(data)  # whole again: the reader's own error comes through
     with pytest.raises(ValueError, match="magic bytes"):
         store.read_checked(digest, reader)
+
+
+def test_a_settled_blob_is_hashed_once_per_store_and_again_once_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mloop.storage import artifacts
+
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counting_sha256(data: bytes = b"") -> Any:
+        hashed.append(len(data))
+        return real_sha256(data)
+
+    store = LocalArtifactStore(tmp_path / "store")
+    data = os.urandom(2 << 20)
+    digest = store.put_bytes(data)
+    monkeypatch.setattr(artifacts.hashlib, "sha256", counting_sha256)
+    # just written: its times could still repeat after a change, so every read hashes it
+    store.read_checked(digest, bytes)
+    store.read_checked(digest, bytes)
+    assert len(hashed) == 2
+    monkeypatch.setattr(artifacts, "SETTLED_NS", -1)  # as if written long ago
+    hashed.clear()
+    assert store.read_checked(digest, bytes) == data
+    assert store.read_checked(digest, bytes) == data
+    assert hashed == [len(data)]  # checked once, then remembered
+    # another store (another process) checks it again
+    assert LocalArtifactStore(tmp_path / "store").read_checked(digest, bytes) == data
+    assert len(hashed) == 2
+    # a change to the file (its change time moves) is seen: hashed again, and refused
+    path = store.path(digest)
+    path.chmod(0o644)
+    corrupt = bytearray(data)
+    corrupt[5] ^= 0xFF
+    path.write_bytes(bytes(corrupt))
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.read_checked(digest, bytes)
+    assert len(hashed) == 3

@@ -19,6 +19,7 @@ import posixpath
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -29,6 +30,8 @@ from mloop.core.hashing import CHUNK, is_digest, sha256_bytes
 T = TypeVar("T")
 Buffer = bytes | memoryview
 PARALLEL_CHECK_BYTES = 1 << 20  # smaller blobs are read and hashed in one go
+SETTLED_NS = 2_000_000_000  # a blob unchanged this long is remembered as checked
+CHECKED_LIMIT = 65_536  # blobs remembered as checked, per store
 
 
 def safe_name(name: str) -> str:
@@ -60,6 +63,24 @@ def _check_digest(digest: str) -> str:
     return digest
 
 
+def _stamp(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _hash_file(path: Path, stamp: tuple[int, int, int, int]) -> str:
+    """The sha256 of the file at ``path``, streamed through one buffer; "" (no digest) when
+    the file there is not the one ``stamp`` describes."""
+    hasher = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        if _stamp(os.fstat(handle.fileno())) != stamp:
+            return ""
+        while read := handle.readinto(buffer):
+            hasher.update(view[:read])
+    return hasher.hexdigest()
+
+
 class ArtifactStore(abc.ABC):
     """Immutable blobs addressed by the sha256 of their bytes."""
 
@@ -89,10 +110,17 @@ class ArtifactStore(abc.ABC):
     def fetch(self, digest: str, destination: str | Path) -> Path:
         """Copy the blob to ``destination`` (checked, atomically); return the path."""
 
-    def read_checked(self, digest: str, reader: Callable[[Buffer], T]) -> T:
+    def read_checked(
+        self,
+        digest: str,
+        reader: Callable[[Buffer], T],
+        *,
+        file_reader: Callable[[str], T] | None = None,
+    ) -> T:
         """``reader`` applied to the blob's bytes, which are checked against the digest
         (IntegrityError on mismatch, and ``reader``'s result is dropped). A local store maps
-        the file instead of copying it and hashes it while ``reader`` runs."""
+        a large file instead of copying it, or hands its path to ``file_reader``, and hashes
+        it while the reader runs."""
         return reader(self.get_bytes(digest))
 
     def verify(self, digest: str) -> None:
@@ -107,6 +135,8 @@ class LocalArtifactStore(ArtifactStore):
         self.root = Path(root).resolve()
         self._blobs = self.root / "sha256"
         self._tmp = self.root / "tmp"
+        # blobs whose hash a read of this process checked: digest -> the file's stamp then
+        self._checked: dict[str, tuple[int, int, int, int]] = {}
         try:
             self._blobs.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(parents=True, exist_ok=True)
@@ -176,23 +206,56 @@ class LocalArtifactStore(ArtifactStore):
             )
         return data
 
-    def read_checked(self, digest: str, reader: Callable[[Buffer], T]) -> T:
+    def read_checked(
+        self,
+        digest: str,
+        reader: Callable[[Buffer], T],
+        *,
+        file_reader: Callable[[str], T] | None = None,
+    ) -> T:
+        """``reader`` over the blob's bytes, its hash checked on another thread while
+        ``reader`` runs. A large blob is memory-mapped, or, given ``file_reader``, read by it
+        from its path (a reader that takes only the parts it needs keeps memory low) while
+        the hash streams through the file. A blob checked before by this process and not
+        touched since (the same inode, size, modification and change times, its times older
+        than the check by more than the clock's step) is not hashed again."""
         path = self.path(digest)
         try:
             with open(path, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size < PARALLEL_CHECK_BYTES:
+                stat = os.fstat(handle.fileno())
+                if stat.st_size < PARALLEL_CHECK_BYTES:
                     return reader(self.get_bytes(digest))
-                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                if file_reader is None:
+                    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError as exc:
             raise NotFound(f"artifact {digest} is not in the store at {self.root}") from exc
-        view = memoryview(mapped)
+        stamp = _stamp(stat)
+        if file_reader is not None:
+            use_path = file_reader
+
+            def run() -> T:
+                return use_path(str(path))
+
+            def check() -> str:
+                return _hash_file(path, stamp)
+        else:
+            view = memoryview(mapped)
+
+            def run() -> T:
+                return reader(view)
+
+            def check() -> str:
+                return hashlib.sha256(view).hexdigest()
+
+        if self._checked.get(digest) == stamp:
+            return run()
         hashed: list[str] = []
-        # hashlib lets go of the GIL: the hash runs on another core while reader parses
-        thread = threading.Thread(target=lambda: hashed.append(hashlib.sha256(view).hexdigest()))
+        # hashlib lets go of the GIL: the hash runs on another core while the reader parses
+        thread = threading.Thread(target=lambda: hashed.append(check()))
         thread.start()
         failure: Exception | None = None
         try:
-            result = reader(view)
+            result = run()
         except Exception as exc:  # corrupt bytes first: a parse error may only be the symptom
             failure = exc
         finally:
@@ -203,6 +266,12 @@ class LocalArtifactStore(ArtifactStore):
             ) from failure
         if failure is not None:
             raise failure
+        # a file written in the last seconds could change again within one tick of a coarse
+        # file-system clock and keep its times: only settled files are remembered
+        if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > SETTLED_NS:
+            if len(self._checked) >= CHECKED_LIMIT:
+                self._checked.clear()
+            self._checked[digest] = stamp
         return result
 
     def exists(self, digest: str) -> bool:
