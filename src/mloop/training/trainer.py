@@ -7,6 +7,7 @@ import math
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -54,6 +55,19 @@ class TrainingResult(BaseModel):
     alias: str | None = None
 
 
+@dataclass(frozen=True)
+class PreparedData:
+    """What ``TrainingService.prepare`` checked and loaded: the rows with a target value, the
+    signature (features, target, task, classes) and the configured, unfitted estimator."""
+
+    version: DatasetVersion
+    table: pa.Table
+    signature: Signature
+    estimator: Any
+    dropped: int  # rows left out because their target was missing
+    store_spec: dict[str, Any] | None = None  # set when the dataset is a feature-store training set
+
+
 def git_commit() -> tuple[str | None, bool]:
     """The commit of the working directory's git checkout, and whether it has local changes."""
     try:
@@ -91,7 +105,7 @@ class TrainingService:
         self._registry = registry
         self._feature_store = feature_store
 
-    def train(
+    def prepare(
         self,
         dataset: str,
         target: str,
@@ -100,17 +114,16 @@ class TrainingService:
         params: Mapping[str, Any] | None = None,
         features: Sequence[str] | None = None,
         exclude: Sequence[str] = (),
-        experiment: str = DEFAULT_EXPERIMENT,
-        run_name: str | None = None,
         test_size: float = 0.2,
         seed: int = 42,
         register: str | None = None,
         alias: str | None = None,
-    ) -> TrainingResult:
-        """Fit ``model`` (a dotted class path) on ``dataset`` to predict ``target``.
+    ) -> PreparedData:
+        """Check everything that can be checked before compute is spent, and load the data.
 
-        Everything that can be checked is checked before the run starts: the dataset, the
-        target, the features, the estimator and its hyper-parameters, the classes.
+        The dataset, the target, the features, the estimator and its hyper-parameters, the
+        classes, the registered name and alias: a mistake raises ``InvalidInput`` (or
+        ``NotFound``) here, before any run starts. ``train`` and tuning both begin with it.
         """
         if not 0 < test_size < 1:
             raise InvalidInput(f"test_size must be between 0 and 1, not {test_size}")
@@ -190,19 +203,67 @@ class TrainingService:
             task=task,
             classes=classes,
         )
+        return PreparedData(
+            version=version,
+            table=table,
+            signature=signature,
+            estimator=estimator,
+            dropped=dropped,
+            store_spec=store_spec,
+        )
+
+    def train(
+        self,
+        dataset: str,
+        target: str,
+        *,
+        model: str = DEFAULT_ESTIMATOR,
+        params: Mapping[str, Any] | None = None,
+        features: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        experiment: str = DEFAULT_EXPERIMENT,
+        run_name: str | None = None,
+        test_size: float = 0.2,
+        seed: int = 42,
+        register: str | None = None,
+        alias: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> TrainingResult:
+        """Fit ``model`` (a dotted class path) on ``dataset`` to predict ``target``.
+
+        Everything that can be checked is checked before the run starts (``prepare``): the
+        dataset, the target, the features, the estimator and its hyper-parameters, the classes.
+        ``tags`` are added to the run's own.
+        """
+        prepared = self.prepare(
+            dataset,
+            target,
+            model=model,
+            params=params,
+            features=features,
+            exclude=exclude,
+            test_size=test_size,
+            seed=seed,
+            register=register,
+            alias=alias,
+        )
+        version, table, signature = prepared.version, prepared.table, prepared.signature
+        estimator, task, store_spec = prepared.estimator, signature.task, prepared.store_spec
+        dropped = prepared.dropped
         commit, dirty = git_commit()
         deps = captured_dependencies()
-        tags = {
+        run_tags = {
             "mloop.dataset": version.ref,
             "mloop.estimator": model,
             "mloop.task": task,
             "mloop.python": deps["python"],
         }
-        tags.update({f"mloop.package.{k}": v for k, v in deps.items() if k != "python"})
+        run_tags.update({f"mloop.package.{k}": v for k, v in deps.items() if k != "python"})
         if commit:
-            tags["mloop.git.commit"] = commit
-            tags["mloop.git.dirty"] = str(dirty).lower()
-        run = self._tracking.start_run(experiment, name=run_name, tags=tags)
+            run_tags["mloop.git.commit"] = commit
+            run_tags["mloop.git.dirty"] = str(dirty).lower()
+        run_tags.update(tags or {})
+        run = self._tracking.start_run(experiment, name=run_name, tags=run_tags)
         try:
             metrics = self._fit_and_log(
                 run,
