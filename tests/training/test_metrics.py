@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mloop.training import classification_metrics, regression_metrics
+from mloop.training import calibration, classification_metrics, regression_metrics
 
 
 def test_binary_metrics_score_the_last_class() -> None:
@@ -68,4 +68,25 @@ def test_regression_metrics() -> None:
 
 def test_r2_is_left_out_when_undefined() -> None:
     # R² of one held-out row is undefined (NaN): a metric store cannot hold it, so leave it out
-    assert regression_metrics([3.0], [2.5]) == {"rmse": 0.5, "mae": 0.5}
+    assert regression_metrics([3.0], [2.5]) == {"rmse": 0.5, "mae": 0.5, "mape": 0.5 / 3}
+    # MAPE divides by the true values: left out when one of them is 0
+    assert "mape" not in regression_metrics([0.0, 2.0], [1.0, 2.0])
+
+
+def test_mape_pr_auc_brier_and_calibration() -> None:
+    assert regression_metrics([2.0, 4.0], [1.0, 5.0])["mape"] == pytest.approx((0.5 + 0.25) / 2)
+    rng = np.random.default_rng(5)
+    y = rng.choice(["no", "yes"], size=400)
+    score = np.clip((y == "yes") * 0.4 + rng.random(400) * 0.6, 0, 1)
+    proba = np.stack([1 - score, score], axis=1)
+    got = classification_metrics(y, np.where(score > 0.5, "yes", "no"), proba, ["no", "yes"])
+    assert got["pr_auc"] == pytest.approx(skm.average_precision_score(y == "yes", score))
+    assert got["brier"] == pytest.approx(np.mean((score - (y == "yes")) ** 2))
+    curve = calibration(y, proba, ["no", "yes"], bins=5)
+    assert curve is not None
+    assert sum(curve["count"]) == 400
+    assert len(curve["count"]) == 5
+    # higher predicted bins see more positives, and each bin's mean is its rows' mean score
+    assert curve["fraction_positive"] == sorted(curve["fraction_positive"])
+    assert curve["mean_predicted"][0] == pytest.approx(np.sort(score)[:80].mean())
+    assert calibration(y, np.zeros((400, 3)), ["a", "b", "c"]) is None

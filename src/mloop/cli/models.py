@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Column, Table
@@ -99,3 +99,193 @@ def alias(
         raise InvalidInput("give the VERSION to point the alias at, or --delete")
     moved = ws.registry.set_alias(name, alias, version, reason=reason)
     console.print(f"{name}@{alias} → version {moved.version}")
+
+
+Gates = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--gate",
+        help="A gate, e.g. 'roc_auc >= champion.roc_auc - 0.005' (repeat for more).",
+    ),
+]
+Columns = Annotated[list[str] | None, typer.Option(help="A column (repeat for more).")]
+
+
+@app.command()
+def policy(
+    ctx: typer.Context,
+    name: str,
+    gate: Gates = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="The evaluation dataset (NAME or NAME@V).")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="The alias the gates guard.")] = "champion",
+    sensitive: Columns = None,
+    slice_by: Annotated[
+        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
+    ] = None,
+    latency_rows: Annotated[int, typer.Option(help="Single-row predictions timed.")] = 200,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the policy.")] = False,
+    as_json: JSON = False,
+) -> None:
+    """Show, set (--gate ... --dataset D) or remove (--delete) model NAME's promotion policy."""
+    ws = open_workspace(ctx)
+    if delete:
+        ws.registry.delete_policy(name, reason=reason)
+        console.print(f"removed the promotion policy of {name}")
+        return
+    if gate or dataset:
+        if not gate or not dataset:
+            from mloop.core.errors import InvalidInput
+
+            raise InvalidInput("a policy needs at least one --gate and the --dataset")
+        found = ws.registry.set_policy(
+            name,
+            gates=gate,
+            dataset=dataset,
+            alias=alias,
+            sensitive=sensitive or [],
+            slices=slice_by or [],
+            latency_rows=latency_rows,
+            reason=reason,
+        )
+    else:
+        current = ws.registry.get_policy(name)
+        if current is None:
+            from mloop.core.errors import NotFound
+
+            raise NotFound(
+                f"model {name!r} has no promotion policy; set one with: mloop models policy "
+                f"{name} --gate 'roc_auc >= champion.roc_auc' --dataset DATASET"
+            )
+        found = current
+    if as_json:
+        print_json(found)
+        return
+    console.print(f"[bold]{name}[/bold]@{found.alias} is guarded on dataset {found.dataset}:")
+    for text in found.gates:
+        console.print(f"  • {text}", highlight=False)
+    if found.sensitive:
+        console.print(f"  fairness over: {', '.join(found.sensitive)}")
+
+
+def _gate_table(results: list[dict[str, Any]]) -> Table:
+    table = Table("gate", "result", "values")
+    for r in results:
+        passed = r["passed"]
+        mark = "[green]pass[/green]" if passed else "[red]FAIL[/red]" if passed is False else "skip"
+        values = ", ".join(f"{k}={fmt_num(v)}" for k, v in r["values"].items())
+        table.add_row(r["gate"], mark, values if passed is not None else r["message"])
+    return table
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@N.")],
+    dataset: Annotated[str, typer.Option(help="The dataset (NAME or NAME@V).")],
+    sensitive: Columns = None,
+    slice_by: Annotated[
+        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
+    ] = None,
+    latency_rows: Annotated[int, typer.Option(help="Single-row predictions timed.")] = 200,
+    as_json: JSON = False,
+) -> None:
+    """Evaluate a model version on a dataset: metrics, latency, slices, fairness."""
+    ws = open_workspace(ctx)
+    found = ws.evaluation.evaluate(
+        model,
+        dataset,
+        sensitive=sensitive or [],
+        slices=slice_by or [],
+        latency_rows=latency_rows,
+    )
+    if as_json:
+        print_json(found)
+        return
+    note = " (stored earlier)" if found.reused else ""
+    console.print(f"{found.model} on {found.dataset}: {found.rows:,} rows{note}")
+    table = Table("metric", "value")
+    for key, value in sorted(found.metrics.items()):
+        table.add_row(key, fmt_num(value))
+    console.print(table)
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    name: str,
+    version: int,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if gates fail (needs --reason).")
+    ] = False,
+    as_json: JSON = False,
+) -> None:
+    """Promote VERSION of NAME through its gates (exit 1 with the failing gates if refused)."""
+    from mloop.cli._common import EXIT_FAILED_CHECK, fail
+    from mloop.core.errors import GateFailed
+
+    ws = open_workspace(ctx)
+    try:
+        result = ws.promotion.promote(name, version, reason=reason, force=force)
+    except GateFailed as refused:
+        if as_json:
+            print_json(refused.to_dict())
+        else:
+            console.print(_gate_table(refused.details["gates"]))
+        fail(refused.message, EXIT_FAILED_CHECK)
+    if as_json:
+        print_json(result)
+        return
+    if result.report.results:
+        console.print(_gate_table([r.model_dump() for r in result.report.results]))
+    forced = " (forced past failing gates)" if result.forced and not result.passed else ""
+    before = f" (was version {result.previous})" if result.previous is not None else ""
+    console.print(f"{name}@{result.alias} → version {version}{before}{forced}")
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: str,
+    alias: Annotated[str, typer.Option(help="The alias to move back.")] = "champion",
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
+    as_json: JSON = False,
+) -> None:
+    """Point NAME@ALIAS back at the version it held before its last move."""
+    ws = open_workspace(ctx)
+    was = ws.registry.get_model(name).aliases.get(alias)
+    back = ws.promotion.rollback(name, alias, reason=reason)
+    if as_json:
+        print_json(back)
+        return
+    console.print(f"{name}@{alias} → version {back.version} (rolled back from {was})")
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    name: str,
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+    as_json: JSON = False,
+) -> None:
+    """Every move of NAME's aliases (set, promote, rollback), with who, when and why."""
+    ws = open_workspace(ctx)
+    moves = ws.registry.alias_history(name, alias)
+    if as_json:
+        print_json(moves)
+        return
+    table = Table("when", "alias", "action", "version", "from", "by", "reason")
+    for m in moves:
+        table.add_row(
+            fmt_time(m.created_at),
+            m.alias,
+            m.action,
+            "-" if m.version is None else str(m.version),
+            "-" if m.previous is None else str(m.previous),
+            m.created_by or "-",
+            m.reason or "-",
+        )
+    console.print(table)

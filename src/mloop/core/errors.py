@@ -5,7 +5,8 @@
     │   └── SchemaMismatch      rows or columns do not fit a schema      (HTTP 422)
     ├── NotFound                the named thing does not exist           (HTTP 404)
     ├── Conflict                it changed under us, or cannot change     (HTTP 409)
-    │   └── AlreadyExists       a thing of that name exists already      (HTTP 409)
+    │   ├── AlreadyExists       a thing of that name exists already      (HTTP 409)
+    │   └── GateFailed          a model version failed promotion gates   (HTTP 409)
     ├── Unauthorized            no or bad credentials                    (HTTP 401)
     ├── Forbidden               credentials lack the right               (HTTP 403)
     └── StorageError            a backend failed or holds corrupt data   (HTTP 503 / 500)
@@ -63,6 +64,12 @@ class AlreadyExists(Conflict):
     code = "ALREADY_EXISTS"
 
 
+class GateFailed(Conflict):
+    """A model version did not pass its promotion gates; ``details["gates"]`` lists them."""
+
+    code = "GATE_FAILED"
+
+
 class Unauthorized(MloopError):
     code = "UNAUTHORIZED"
     http_status = 401
@@ -87,6 +94,7 @@ __all__ = [
     "AlreadyExists",
     "Conflict",
     "Forbidden",
+    "GateFailed",
     "IntegrityError",
     "InvalidInput",
     "MloopError",

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +36,24 @@ from mloop.models import (
     Signature,
     load_package,
 )
+from mloop.registry.promotion import (
+    DEFAULT_LATENCY_ROWS,
+    AliasChange,
+    PromotionPolicy,
+    StoredEvaluation,
+    alias_changes,
+    alias_stack,
+    check_policy,
+    find_evaluation,
+    record_alias_change,
+    save_evaluation,
+)
 from mloop.security import AuditLog, local_actor
 from mloop.storage import ArtifactStore, Database, LineageStore, safe_name, tables
 from mloop.tracking import Page, TrackingService, check_key, validate_tags
 
 DEFAULT_ALIAS = "champion"
+_AUDIT_ACTION = {"set": "model.alias.set", "promote": "model.promote", "rollback": "model.rollback"}
 ALIAS_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$")
 MODEL_CACHE_SIZE = 8
@@ -328,15 +341,26 @@ class RegistryService:
                                 "reason": "first version",
                             },
                         )
+                        record_alias_change(
+                            conn, model_id, DEFAULT_ALIAS, 1, None, "set", "first version"
+                        )
                 return self.get_version(name, number)
             except DBIntegrityError:
                 continue
         raise Conflict(f"could not register a version of {name!r}: too many concurrent writers")
 
     def set_alias(
-        self, name: str, alias: str, version: int, *, reason: str | None = None
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str | None = None,
+        action: str = "set",
+        detail: dict[str, Any] | None = None,
     ) -> ModelVersion:
-        """Point ``alias`` at ``version`` (creating or moving it), in one transaction."""
+        """Point ``alias`` at ``version`` (creating or moving it), in one transaction, recorded
+        in the alias history (``action``: set, promote or rollback) and the audit log."""
         check_alias(alias)
         t = tables.model_aliases
         for _attempt in range(5):
@@ -361,7 +385,7 @@ class RegistryService:
                         )
                     self._audit.record(
                         conn,
-                        "model.alias.set",
+                        _AUDIT_ACTION[action],
                         "model",
                         name,
                         {
@@ -369,7 +393,11 @@ class RegistryService:
                             "version": version,
                             "previous": previous,
                             "reason": reason,
+                            **(detail or {}),
                         },
+                    )
+                    record_alias_change(
+                        conn, model_id, alias, version, previous, action, reason, detail
                     )
                 break
             except DBIntegrityError:
@@ -391,6 +419,155 @@ class RegistryService:
             if not gone:
                 raise NotFound(f"model {name!r} has no alias {alias!r}")
             self._audit.record(conn, "model.alias.delete", "model", name, {"alias": alias})
+            record_alias_change(conn, model_id, alias, None, None, "delete", None)
+
+    # -- promotion: policies, alias history, rollback, stored evaluations -------------------
+
+    def set_policy(
+        self,
+        name: str,
+        *,
+        gates: Sequence[str],
+        dataset: str,
+        alias: str = DEFAULT_ALIAS,
+        sensitive: Sequence[str] = (),
+        slices: Sequence[str] = (),
+        latency_rows: int = DEFAULT_LATENCY_ROWS,
+        reason: str | None = None,
+    ) -> PromotionPolicy:
+        """Set model ``name``'s promotion policy: ``gates`` (expressions over evaluation
+        results, e.g. ``"roc_auc >= champion.roc_auc - 0.005"``) that a version must pass on
+        ``dataset`` to take ``alias``. Replaces the previous policy (kept in the audit log)."""
+        check_alias(alias)
+        policy = check_policy(
+            name,
+            gates=gates,
+            dataset=dataset,
+            alias=alias,
+            sensitive=sensitive,
+            slices=slices,
+            latency_rows=latency_rows,
+        )
+        p = tables.promotion_policies
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            values = {"spec": policy.spec(), "updated_at": now_ms(), "updated_by": local_actor()}
+            if conn.execute(sa.select(p.c.model_id).where(p.c.model_id == model_id)).first():
+                conn.execute(p.update().where(p.c.model_id == model_id).values(**values))
+            else:
+                conn.execute(p.insert().values(model_id=model_id, **values))
+            self._audit.record(
+                conn, "model.policy.set", "model", name, {**policy.spec(), "reason": reason}
+            )
+        found = self.get_policy(name)
+        assert found is not None
+        return found
+
+    def get_policy(self, name: str) -> PromotionPolicy | None:
+        """Model ``name``'s promotion policy, or None when it has none."""
+        p = tables.promotion_policies
+        with self._db.read() as conn:
+            model_id = self._model_id(conn, name)
+            row = conn.execute(sa.select(p).where(p.c.model_id == model_id)).mappings().first()
+        if row is None:
+            return None
+        return PromotionPolicy(
+            model=name,
+            **row["spec"],
+            updated_at=from_ms(row["updated_at"]),
+            updated_by=row["updated_by"],
+        )
+
+    def delete_policy(self, name: str, *, reason: str | None = None) -> None:
+        p = tables.promotion_policies
+        with self._db.write() as conn:
+            model_id = self._model_id(conn, name)
+            if not conn.execute(p.delete().where(p.c.model_id == model_id)).rowcount:
+                raise NotFound(f"model {name!r} has no promotion policy")
+            self._audit.record(conn, "model.policy.delete", "model", name, {"reason": reason})
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasChange]:
+        """Every move of the model's aliases (or of one), oldest first."""
+        with self._db.read() as conn:
+            return alias_changes(conn, self._model_id(conn, name), name, alias)
+
+    def rollback(
+        self, name: str, alias: str = DEFAULT_ALIAS, *, reason: str | None = None
+    ) -> ModelVersion:
+        """Point ``alias`` back at the version it held before its last move (a promotion, a
+        set, or an earlier rollback's target: rolling back twice goes back twice)."""
+        check_alias(alias)
+        stack = alias_stack(self.alias_history(name, alias))
+        current = self.get_model(name).aliases.get(alias)
+        if current is None:
+            raise InvalidInput(f"model {name!r} has no alias {alias!r} to roll back")
+        if len(stack) < 2 or stack[-1] != current:
+            raise InvalidInput(
+                f"{name}@{alias} has no earlier version to roll back to (it holds version "
+                f"{current} and no move before it is recorded)"
+            )
+        target = stack[-2]
+        return self.set_alias(
+            name,
+            alias,
+            target,
+            reason=reason,
+            action="rollback",
+            detail={"rolled_back": current},
+        )
+
+    def record_refusal(
+        self,
+        name: str,
+        version: int,
+        alias: str,
+        reason: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        """Keep a refused promotion in the audit trail, with the gates that failed."""
+        with self._db.write() as conn:
+            self._audit.record(
+                conn,
+                "model.promote.refused",
+                "model",
+                name,
+                {"alias": alias, "version": version, "reason": reason, **detail},
+            )
+
+    def find_evaluation(
+        self, version: ModelVersion, dataset_version_id: str, spec_hash: str
+    ) -> StoredEvaluation | None:
+        with self._db.read() as conn:
+            return find_evaluation(conn, version.id, dataset_version_id, spec_hash)
+
+    def save_evaluation(
+        self,
+        version: ModelVersion,
+        dataset_version_id: str,
+        spec_hash: str,
+        spec: dict[str, Any],
+        metrics: dict[str, float],
+        details: dict[str, Any],
+    ) -> StoredEvaluation:
+        """Keep a version's results on a dataset version (with lineage from that version)."""
+        with self._db.write() as conn:
+            stored = save_evaluation(
+                conn, version.id, dataset_version_id, spec_hash, spec, metrics, details
+            )
+            self._lineage.add(
+                conn,
+                ("dataset_version", dataset_version_id),
+                ("model_version", version.id),
+                "evaluated",
+            )
+            self._audit.record(
+                conn,
+                "model.version.evaluate",
+                "model_version",
+                version.ref,
+                {"dataset_version_id": dataset_version_id, "evaluation": stored.id},
+            )
+        return stored
 
     # -- models and versions as MLflow manages them ------------------------------------
 
@@ -468,6 +645,11 @@ class RegistryService:
         with self._db.write() as conn:
             model_id = self._model_id(conn, name)
             conn.execute(a.delete().where(a.c.model_id == model_id))
+            for t in (tables.promotion_policies, tables.model_alias_history):
+                conn.execute(t.delete().where(t.c.model_id == model_id))
+            e = tables.model_evaluations
+            ids = sa.select(v.c.id).where(v.c.model_id == model_id)
+            conn.execute(e.delete().where(e.c.model_version_id.in_(ids)))
             count = conn.execute(v.delete().where(v.c.model_id == model_id)).rowcount
             conn.execute(m.delete().where(m.c.id == model_id))
             self._audit.record(conn, "model.delete", "model", name, {"versions": count})
@@ -489,7 +671,14 @@ class RegistryService:
         with self._db.write() as conn:
             model_id = self._model_id(conn, name)
             row = self._version_row(conn, model_id, name, version)
+            held = self._aliases(conn, model_id)
+            for alias in sorted(k for k, n in held.items() if n == version):
+                record_alias_change(
+                    conn, model_id, alias, None, version, "delete", f"version {version} deleted"
+                )
             conn.execute(a.delete().where(a.c.model_id == model_id, a.c.version == version))
+            e = tables.model_evaluations
+            conn.execute(e.delete().where(e.c.model_version_id == row["id"]))
             conn.execute(v.delete().where(v.c.id == row["id"]))
             conn.execute(
                 tables.registered_models.update()

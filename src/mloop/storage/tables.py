@@ -408,3 +408,48 @@ training_sets = sa.Table(
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("created_at", MS, nullable=False),
 )
+
+# -- revision 0007 ---------------------------------------------------------------------------
+
+# per registered model: the gates a version must pass to take the alias, on which dataset
+promotion_policies = sa.Table(
+    "promotion_policies",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+    sa.Column("updated_by", NAME, nullable=True),
+)
+
+# every move of an alias, in order: what rollback walks back through
+model_alias_history = sa.Table(
+    "model_alias_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), nullable=False),
+    sa.Column("alias", NAME, nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),  # null: the alias was removed
+    sa.Column("previous", sa.Integer, nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),  # set | promote | rollback | delete
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.Index("ix_model_alias_history_alias", "model_id", "alias", "id"),
+)
+
+# a model version's results on a dataset version (metrics, slices, fairness, latency)
+model_evaluations = sa.Table(
+    "model_evaluations",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_version_id", ID, sa.ForeignKey("model_versions.id"), nullable=False),
+    sa.Column("dataset_version_id", ID, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.Index("ix_model_evaluations_version", "model_version_id", "dataset_version_id", "spec_hash"),
+)

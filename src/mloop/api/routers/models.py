@@ -10,10 +10,18 @@ from pydantic import BaseModel, Field
 
 from mloop.api.deps import metrics, predictor, workspace
 from mloop.core.clock import parse_time
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotFound
 from mloop.monitoring import DriftReport
-from mloop.registry import ModelVersion, RegisteredModel, parse_model_ref
+from mloop.registry import (
+    DEFAULT_LATENCY_ROWS,
+    AliasChange,
+    ModelVersion,
+    PromotionPolicy,
+    RegisteredModel,
+    parse_model_ref,
+)
 from mloop.serving import Predictor, ServingMetrics
+from mloop.training import Evaluation, PromotionResult
 from mloop.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -67,6 +75,75 @@ def set_alias(ws: WS, name: str, alias: str, body: AliasRequest) -> ModelVersion
 def delete_alias(ws: WS, name: str, alias: str) -> Response:
     ws.registry.delete_alias(name, alias)
     return Response(status_code=204)
+
+
+class PolicyRequest(BaseModel):
+    gates: list[str] = Field(
+        description="Expressions over evaluation results; champion.NAME reads the champion's",
+        examples=[["roc_auc >= champion.roc_auc - 0.005", "latency_p99_ms <= 5"]],
+    )
+    dataset: str = Field(description="The evaluation dataset, NAME or NAME@VERSION")
+    alias: str = "champion"
+    sensitive: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list)
+    latency_rows: int = DEFAULT_LATENCY_ROWS
+    reason: str | None = None
+
+
+@router.put("/models/{name}/policy", summary="Set a model's promotion policy")
+def set_policy(ws: WS, name: str, body: PolicyRequest) -> PromotionPolicy:
+    return ws.registry.set_policy(name, **body.model_dump())
+
+
+@router.get("/models/{name}/policy", summary="A model's promotion policy")
+def get_policy(ws: WS, name: str) -> PromotionPolicy:
+    policy = ws.registry.get_policy(name)
+    if policy is None:
+        raise NotFound(f"model {name!r} has no promotion policy")
+    return policy
+
+
+class EvaluateRequest(BaseModel):
+    dataset: str
+    sensitive: list[str] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list)
+    latency_rows: int = DEFAULT_LATENCY_ROWS
+
+
+@router.post("/models/{ref}/evaluate", summary="Evaluate a version on a dataset")
+def evaluate(ws: WS, ref: str, body: EvaluateRequest) -> Evaluation:
+    return ws.evaluation.evaluate(ref, **body.model_dump())
+
+
+class PromoteRequest(BaseModel):
+    version: int = Field(ge=1)
+    reason: str | None = None
+    force: bool = False
+    alias: str | None = None
+
+
+@router.post(
+    "/models/{name}/promote",
+    summary="Promote a version through the model's gates",
+    responses={409: {"description": "A gate failed (details.failed lists them)"}},
+)
+def promote(ws: WS, name: str, body: PromoteRequest) -> PromotionResult:
+    return ws.promotion.promote(name, **body.model_dump())
+
+
+class RollbackRequest(BaseModel):
+    alias: str = "champion"
+    reason: str | None = None
+
+
+@router.post("/models/{name}/rollback", summary="Point an alias back at its previous version")
+def rollback(ws: WS, name: str, body: RollbackRequest) -> ModelVersion:
+    return ws.promotion.rollback(name, body.alias, reason=body.reason)
+
+
+@router.get("/models/{name}/history", summary="Every move of a model's aliases")
+def history(ws: WS, name: str, alias: str | None = None) -> list[AliasChange]:
+    return ws.registry.alias_history(name, alias)
 
 
 class PredictRequest(BaseModel):
