@@ -1,6 +1,19 @@
-"""Model flavors, signatures and packages."""
+"""Model flavors, signatures, packages and their ONNX export."""
 
+from mloop.models.onnx import (
+    NULL_STRING,
+    ONNX_FILE,
+    ONNX_QUANTIZED_FILE,
+    OnnxCheck,
+    OnnxPredictor,
+    QuantizedOnnx,
+    export_onnx,
+    onnx_files,
+    quantize_onnx,
+    verify_onnx,
+)
 from mloop.models.package import (
+    EXPORT_FILE,
     FLAVOR_SKLEARN,
     META_FILE,
     MLMODEL_FILE,
@@ -9,6 +22,7 @@ from mloop.models.package import (
     LoadedModel,
     ModelMeta,
     captured_dependencies,
+    load_folder,
     load_package,
     store_package,
     write_sklearn_package,
@@ -23,21 +37,33 @@ from mloop.models.signature import (
 )
 
 __all__ = [
+    "EXPORT_FILE",
     "FEATURE_TYPES",
     "FLAVOR_SKLEARN",
     "META_FILE",
     "MLMODEL_FILE",
     "MODEL_FILE",
+    "NULL_STRING",
+    "ONNX_FILE",
+    "ONNX_QUANTIZED_FILE",
     "PICKLE_FILE",
     "LoadedModel",
     "ModelMeta",
+    "OnnxCheck",
+    "OnnxPredictor",
+    "QuantizedOnnx",
     "Signature",
     "Task",
     "captured_dependencies",
+    "export_onnx",
     "frame_from_rows",
     "frame_from_table",
     "infer_signature",
+    "load_folder",
     "load_package",
+    "onnx_files",
+    "quantize_onnx",
     "store_package",
+    "verify_onnx",
     "write_sklearn_package",
 ]
