@@ -180,7 +180,7 @@ def _slice_masks(
                 opening = "[" if i == 0 else "("
                 out.append(
                     (
-                        f"{opening}{_label(lo)}, {_label(hi)}]",
+                        f"{opening}{lo:.4g}, {hi:.4g}]",
                         "bin",
                         mask,
                         {"lower": lo, "upper": hi},
