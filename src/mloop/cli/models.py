@@ -289,3 +289,21 @@ def history(
             m.reason or "-",
         )
     console.print(table)
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@N.")],
+    destination: Annotated[str, typer.Argument(help="A new (or empty) folder.")],
+    as_json: JSON = False,
+) -> None:
+    """Export a model version as a self-contained folder (loads without the workspace:
+    mloop.models.load_folder, or mlflow.pyfunc.load_model)."""
+    ws = open_workspace(ctx)
+    version = ws.registry.resolve(model)
+    folder = ws.registry.export(version, destination)
+    if as_json:
+        print_json({"model": version.ref, "folder": str(folder)})
+        return
+    console.print(f"exported {version.ref} to {folder}")

@@ -15,6 +15,7 @@ import json
 import pickle
 import platform
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -36,6 +37,7 @@ MODEL_FILE = "model.joblib"
 MLMODEL_FILE = "MLmodel"  # MLflow's description of the same model
 PICKLE_FILE = "model.pkl"  # a plain pickle, what MLflow's sklearn flavor loads
 REQUIREMENTS_FILE = "requirements.txt"
+EXPORT_FILE = "mloop-export.json"  # an exported version: what it is, and each file's sha256
 FLAVOR_SKLEARN = "sklearn"
 CAPTURED_PACKAGES = ("mloop", "scikit-learn", "numpy", "pandas", "scipy", "joblib")
 
@@ -178,3 +180,38 @@ def load_package(artifacts: ArtifactStore, manifest_digest: str) -> LoadedModel:
 
     estimator = joblib.load(io.BytesIO(artifacts.get_bytes(manifest[MODEL_FILE])))
     return LoadedModel(meta, estimator)
+
+
+def load_folder(path: str | Path) -> LoadedModel:
+    """A model version exported to a folder (``mloop models export``), loaded without any
+    workspace: every file is checked against the sha256 the export recorded."""
+    import hashlib
+
+    import joblib
+
+    folder = Path(path)
+    try:
+        described = json.loads((folder / EXPORT_FILE).read_bytes())
+        files: dict[str, str] = described["files"]
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{folder} is not an exported model: it has no {EXPORT_FILE}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{folder / EXPORT_FILE} is unreadable: {exc}") from exc
+    for name in (META_FILE, MODEL_FILE):
+        if name not in files:
+            raise IntegrityError(f"the export at {folder} lists no {name}")
+    contents: dict[str, bytes] = {}
+    for name in (META_FILE, MODEL_FILE):
+        try:
+            data = (folder / safe_name(name)).read_bytes()
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"the export at {folder} lacks its file {name}") from exc
+        if hashlib.sha256(data).hexdigest() != files[name]:
+            raise IntegrityError(
+                f"{folder / name} is corrupt: its bytes no longer match the export's sha256"
+            )
+        contents[name] = data
+    meta = ModelMeta.model_validate_json(contents[META_FILE])
+    if meta.flavor != FLAVOR_SKLEARN:
+        raise InvalidInput(f"model flavor {meta.flavor!r} is not supported by this mloop")
+    return LoadedModel(meta, joblib.load(io.BytesIO(contents[MODEL_FILE])))

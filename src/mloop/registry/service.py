@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +32,7 @@ from mloop.core.errors import AlreadyExists, Conflict, IntegrityError, InvalidIn
 from mloop.core.ids import new_id
 from mloop.data import check_name
 from mloop.models import (
+    EXPORT_FILE,
     FLAVOR_SKLEARN,
     META_FILE,
     MLMODEL_FILE,
@@ -933,6 +938,45 @@ class RegistryService:
                 f"model manifest {version.manifest_digest} is unreadable: {exc}"
             ) from exc
         return {str(k): str(d) for k, d in files.items()}
+
+    def export(self, ref: str | ModelVersion, destination: str | Path) -> Path:
+        """Write the version's files to the new folder ``destination``, with
+        ``mloop-export.json`` (the version, its signature, metrics and lineage, and each
+        file's sha256): a self-contained model that ``mloop.models.load_folder`` (or MLflow's
+        ``mlflow.pyfunc.load_model``, for an sklearn package) loads without the workspace.
+        The folder appears whole or not at all; an existing non-empty folder is refused."""
+        version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
+        target = Path(destination).resolve()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidInput(f"{target} exists and is not an empty folder")
+        files = self.files(version)
+        staging = Path(tempfile.mkdtemp(prefix=".mloop-export-", dir=target.parent))
+        try:
+            for name, digest in files.items():
+                (staging / safe_name(name)).parent.mkdir(parents=True, exist_ok=True)
+                (staging / safe_name(name)).write_bytes(self._artifacts.get_bytes(digest))
+            described = {
+                "model": version.name,
+                "version": version.version,
+                "ref": version.ref,
+                "flavor": version.flavor,
+                "run_id": version.run_id,
+                "created_at": version.created_at.isoformat(),
+                "aliases": version.aliases,
+                "signature": version.signature.model_dump(mode="json")
+                if version.signature
+                else None,
+                "info": version.info,
+                "files": files,
+            }
+            (staging / EXPORT_FILE).write_text(json.dumps(described, indent=2, default=str))
+            if target.exists():
+                target.rmdir()
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
 
     # -- loading -----------------------------------------------------------------------
 
