@@ -92,6 +92,13 @@ def test_few_distinct_numbers_are_sliced_by_value() -> None:
     assert all(s.metrics["accuracy"] == 1.0 for s in got)
 
 
+def test_without_probabilities_the_classes_may_be_left_out() -> None:
+    frame, y_true, y_pred, _ = _city_frame()
+    got = slice_metrics(frame, y_true, y_pred, None, None, "classification", ["city"])
+    expected = classification_metrics(y_true[:50], y_pred[:50], None, [0, 1])
+    assert got[0].metrics == pytest.approx(expected)
+
+
 def test_slices_per_column_are_capped() -> None:
     values = [f"v{i:02d}" for i in range(30) for _ in range(20)]
     frame = pd.DataFrame({"k": pd.Series(values, dtype=object)})
@@ -109,7 +116,7 @@ def test_slices_per_column_are_capped() -> None:
         ({"columns": ["nope"]}, "unknown column 'nope'"),
         ({"columns": []}, "at least one column"),
         ({"task": "ranking"}, "task must be"),
-        ({"classes": None}, "classes"),
+        ({"classes": None}, "need the classes"),
         ({"y_pred": np.zeros(3)}, "y_pred has 3 rows"),
         ({"max_slices": 1}, "max_slices"),
     ],

@@ -235,11 +235,11 @@ def slice_metrics(
     ``min_rows`` rows, and those beyond ``max_slices`` slices per column (the most frequent are
     kept), are grouped into one ``other`` slice. Metrics are those of the whole hold-out
     (:func:`classification_metrics` / :func:`regression_metrics`) on the slice's rows.
+    ``classes`` (the model's ``classes_``, which order ``proba``'s columns) may be left out
+    when there is no ``proba``: the sorted labels are used.
     """
     if task not in ("classification", "regression"):
         raise InvalidInput(f"task must be 'classification' or 'regression', not {task!r}")
-    if task == "classification" and not classes:
-        raise InvalidInput("classification slices need the model's classes")
     if max_slices < 2:
         raise InvalidInput(f"max_slices must be at least 2, not {max_slices}")
     if min_rows < 1:
@@ -259,6 +259,12 @@ def slice_metrics(
         raise InvalidInput("no rows to evaluate")
     truth = _as_array(y_true, "y_true", n)
     pred = _as_array(y_pred, "y_pred", n)
+    if task == "classification" and not classes:
+        # the model's classes_ are best (they order proba's columns); without proba, the
+        # sorted labels seen give the same positive class for a binary model
+        if proba is not None:
+            raise InvalidInput("classification slices with probabilities need the classes")
+        classes = sorted(set(truth.tolist()) | set(pred.tolist()), key=lambda v: (str(type(v)), v))
     probs = None if proba is None else np.asarray(proba)
     if probs is not None and (probs.ndim != 2 or len(probs) != n):
         raise InvalidInput(f"proba must have shape (rows, classes), got {probs.shape}")
