@@ -14,6 +14,7 @@ from mloop.core.schema import Column
 from mloop.models import Signature
 from mloop.training.card import NOT_STATED, model_card
 from mloop.training.evaluation import FairnessReport, fairness_report, slice_metrics
+from mloop.training.explain import Explanation
 
 EVIL = '<script>alert("x")</script>'
 METRICS = {"accuracy": 0.8731, "roc_auc": 0.91234, "f1": 0.5}
@@ -161,3 +162,28 @@ def test_card_refuses_bad_input() -> None:
         model_card("m", task="ranking")
     with pytest.raises(InvalidInput, match="Column or a"):
         model_card("m", features=["age"])  # type: ignore[arg-type]
+
+
+def test_card_shows_an_explanations_top_features() -> None:
+    explanation = Explanation(
+        method="tree",
+        explainer="shap.TreeExplainer",
+        output_space="log_odds",
+        task="classification",
+        features=["a", "b", "c"],
+        rows=np.arange(4),
+        values=np.array([[0.1, -2.0, 0.0], [0.3, 1.0, 0.0], [-0.1, 1.0, 0.1], [0.1, 0.0, 0.1]]),
+        base_values=np.zeros(4),
+        data=pd.DataFrame({"a": [1, 2, 3, 4], "b": [0, 0, 1, 1], "c": [5, 5, 5, 5]}),
+    )
+    card = model_card("m", explanation=explanation, top_features=2)
+    assert [(f.name, f.mean_abs_shap) for f in card.top_features] == [("b", 1.0), ("a", 0.15)]
+    assert (card.explanation_method, card.explanation_output, card.explained_rows) == (
+        "tree",
+        "log_odds",
+        4,
+    )
+    md = card.to_markdown()
+    assert "SHAP values (tree, in log_odds) over 4 rows" in md
+    assert "| b | 1 |" in md
+    assert "| c |" not in md
