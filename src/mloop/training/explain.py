@@ -467,15 +467,13 @@ class _Codec:
         for j, c in enumerate(self.columns):
             column = matrix[:, j]
             if c in self.categories:
-                cats = self.categories[c]
+                # the last entry stands for null: code -1 (NaN) looks it up
+                lookup = np.append(self.categories[c], np.nan).astype(object)
                 codes = np.nan_to_num(column, nan=-1).astype("int64")
-                values = np.empty(len(column), dtype=object)
-                valid = codes >= 0
-                values[valid] = cats[codes[valid]] if len(cats) else None
-                values[~valid] = np.nan
-                data[c] = values
+                # object dtype, as frame_from_columns makes it (not pandas' inferred strings)
+                data[c] = pd.Series(lookup[codes], dtype=object, copy=False)
             else:
-                data[c] = column.astype(self.dtypes[c])
+                data[c] = pd.Series(column.astype(self.dtypes[c]), copy=False)
         return pd.DataFrame(data, columns=self.columns)
 
 
