@@ -165,3 +165,37 @@ def test_the_workspace_option_is_honoured(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == []
     assert (home / "mloop.db").exists()
     assert not (tmp_path / ".mloop").exists()
+
+
+def test_train_cross_validates_with_onnx_and_refuses_bad_validation(cli: Workspace) -> None:
+    code, out, err = run_cli(
+        cli,
+        "train",
+        "-d",
+        "tx",
+        "-t",
+        "is_fraud",
+        "-m",
+        HGB,
+        "-p",
+        "max_iter=20",
+        "-x",
+        "transaction_id",
+        "--cv",
+        "stratified",
+        "--folds",
+        "3",
+        "--onnx",
+        "--no-plots",
+        "--json",
+    )
+    assert (code, err) == (0, "")
+    metrics = json.loads(out)["metrics"]
+    assert "cv_roc_auc_mean" in metrics
+    assert metrics["onnx_ok"] == 1.0
+    (run,) = cli.tracking.list_runs()
+    assert cli.tracking.list_artifacts(run.id, "plots") == []
+    code, _, err = run_cli(cli, "train", "-d", "tx", "-t", "is_fraud", "--cv", "group")
+    assert code == 2
+    assert "needs the group column" in err
+    assert len(cli.tracking.list_runs()) == 1  # the refused one started nothing

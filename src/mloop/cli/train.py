@@ -44,6 +44,25 @@ def train(
             "becomes 'champion' by default)."
         ),
     ] = None,
+    cv: Annotated[
+        str,
+        typer.Option(
+            help="Validation: holdout, or cross-validate on the training part with kfold, "
+            "stratified, group (--group-column) or timeseries (--time-column; the hold-out is "
+            "then the latest rows)."
+        ),
+    ] = "holdout",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    group_column: Annotated[
+        str | None, typer.Option(help="Rows of one group stay on one side (cv=group).")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Orders rows in time (cv=timeseries).")
+    ] = None,
+    onnx: Annotated[
+        bool, typer.Option("--onnx", help="Add a verified ONNX export (and its quantized form).")
+    ] = False,
+    plots: Annotated[bool, typer.Option(help="Log ROC/PR/calibration/residual plots.")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train MODEL on DATASET to predict TARGET; preprocessing travels with the model."""
@@ -65,6 +84,12 @@ def train(
             seed=seed,
             register=register,
             alias=alias,
+            cv=cv,
+            folds=folds,
+            group_column=group_column,
+            time_column=time_column,
+            onnx=onnx,
+            plots=plots,
         )
     if as_json:
         print_json(result)

@@ -30,6 +30,8 @@ from mloop.registry import DEFAULT_ALIAS, ModelVersion, RegistryService, check_a
 from mloop.tracking import DEFAULT_EXPERIMENT, Run, TrackingService
 from mloop.training.estimators import DEFAULT_ESTIMATOR, build_pipeline, make_estimator, task_of
 from mloop.training.metrics import classification_metrics, regression_metrics
+from mloop.training.plots import classification_plots, regression_plots
+from mloop.training.splits import Validation, check_validation, folds, holdout
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +88,16 @@ def git_commit() -> tuple[str | None, bool]:
         return commit.stdout.strip() or None, bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, False
+
+
+def _ordinal(column: Any) -> np.ndarray:
+    """A time (or number) column as sortable numbers (nulls first)."""
+    values = column
+    if pa.types.is_date(column.type) or pa.types.is_timestamp(column.type):
+        values = column.cast(pa.timestamp("us")).cast(pa.int64())
+    found: np.ndarray = np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+    found[np.isnan(found)] = -np.inf
+    return found
 
 
 def _min_count(y: np.ndarray) -> int:
@@ -228,13 +240,42 @@ class TrainingService:
         register: str | None = None,
         alias: str | None = None,
         tags: Mapping[str, str] | None = None,
+        cv: str = "holdout",
+        folds: int = 5,
+        group_column: str | None = None,
+        time_column: str | None = None,
+        onnx: bool = False,
+        plots: bool = True,
     ) -> TrainingResult:
         """Fit ``model`` (a dotted class path) on ``dataset`` to predict ``target``.
 
         Everything that can be checked is checked before the run starts (``prepare``): the
-        dataset, the target, the features, the estimator and its hyper-parameters, the classes.
-        ``tags`` are added to the run's own.
+        dataset, the target, the features, the estimator and its hyper-parameters, the classes,
+        the validation. ``tags`` are added to the run's own.
+
+        The model is tested on a hold-out of ``test_size`` (for ``cv="timeseries"``, the latest
+        rows by ``time_column``). ``cv`` also cross-validates on the training part:
+        ``kfold``, ``stratified``, ``group`` (by ``group_column``) or ``timeseries``, logging
+        each metric's mean and standard deviation over the ``folds`` (``cv_<metric>_mean``).
+        ``plots`` logs curves as PNG artifacts; ``onnx`` adds an ONNX export to the package,
+        verified against the model on the hold-out, and its quantized variant.
         """
+        described = self._datasets.get(dataset)
+        validation = check_validation(
+            cv,
+            folds=folds,
+            group_column=group_column,
+            time_column=time_column,
+            columns={c.name: c.type for c in described.schema_.columns},
+        )
+        if validation.columns:  # they order or group rows: never model inputs
+            exclude = [*exclude, *(c for c in validation.columns if c not in exclude)]
+            if features is not None:
+                clash = [c for c in validation.columns if c in features]
+                if clash:
+                    raise InvalidInput(
+                        f"column {clash[0]!r} groups or orders the rows; it cannot be a feature"
+                    )
         prepared = self.prepare(
             dataset,
             target,
@@ -249,6 +290,10 @@ class TrainingService:
         )
         version, table, signature = prepared.version, prepared.table, prepared.signature
         estimator, task, store_spec = prepared.estimator, signature.task, prepared.store_spec
+        if validation.kind == "stratified" and task != "classification":
+            raise InvalidInput(
+                "stratified cross-validation needs classes: use kfold for a regressor"
+            )
         dropped = prepared.dropped
         commit, dirty = git_commit()
         deps = captured_dependencies()
@@ -278,6 +323,9 @@ class TrainingService:
                 dropped,
                 deps,
                 store_spec,
+                validation=validation,
+                onnx=onnx,
+                plots=plots,
             )
             finished = self._tracking.end_run(run.id, "FINISHED")
         except BaseException as exc:
@@ -358,18 +406,27 @@ class TrainingService:
         dropped: int,
         deps: dict[str, str],
         store_spec: dict[str, Any] | None = None,
+        *,
+        validation: Validation | None = None,
+        onnx: bool = False,
+        plots: bool = True,
     ) -> dict[str, float]:
-        from sklearn.model_selection import train_test_split
-
+        validation = validation or Validation()
         self._tracking.add_input(run.id, ("dataset_version", version.id))
         X = frame_from_table(table, signature)
         y = table.column(signature.target).to_numpy(zero_copy_only=False)
-        stratify = None
-        if signature.task == "classification" and _min_count(y) >= 2:
-            stratify = y
-        X_train, X_test, y_train, y_test = train_test_split(
-            X, y, test_size=test_size, random_state=seed, stratify=stratify
+        stratify = signature.task == "classification" and _min_count(y) >= 2
+        order = _ordinal(table.column(validation.time_column)) if validation.time_column else None
+        train_rows, test_rows = holdout(
+            y,
+            test_size=test_size,
+            seed=seed,
+            validation=validation,
+            order=order,
+            stratify=stratify,
         )
+        X_train, X_test = X.iloc[train_rows], X.iloc[test_rows]
+        y_train, y_test = y[train_rows], y[test_rows]
         logged_params: dict[str, Any] = {
             "estimator": model,
             "target": signature.target,
@@ -380,8 +437,15 @@ class TrainingService:
             "train_rows": len(X_train),
             "test_rows": len(X_test),
             "rows_dropped_null_target": dropped,
-            "stratified": stratify is not None,
+            "stratified": stratify and validation.kind != "timeseries",
+            "validation": validation.kind,
         }
+        if validation.cross_validates:
+            logged_params["folds"] = validation.folds
+        for column in validation.columns:
+            logged_params[
+                "group_column" if column == validation.group_column else "time_column"
+            ] = column
         estimator_params = (
             estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
         )
@@ -390,6 +454,23 @@ class TrainingService:
         self._tracking.log_params(run.id, logged_params)
 
         pipeline = build_pipeline(estimator, signature.inputs)
+        cv_metrics: dict[str, float] = {}
+        if validation.cross_validates:
+            cv_metrics = self._cross_validate(
+                run,
+                pipeline,
+                X_train,
+                y_train,
+                signature,
+                validation,
+                seed,
+                groups=(
+                    table.column(validation.group_column).to_numpy(zero_copy_only=False)[train_rows]
+                    if validation.group_column
+                    else None
+                ),
+                order=order[train_rows] if order is not None else None,
+            )
         started = time.perf_counter()
         pipeline.fit(X_train, y_train)
         fit_seconds = time.perf_counter() - started
@@ -405,7 +486,22 @@ class TrainingService:
             metrics = regression_metrics(y_test, y_pred)
         metrics["fit_seconds"] = fit_seconds
         metrics["predict_ms_per_row"] = 1000 * predict_seconds / max(len(X_test), 1)
+        metrics.update(cv_metrics)
+        onnx_package: dict[str, bytes] = {}
+        if onnx:
+            from mloop.models import onnx_files
+
+            onnx_package, onnx_report = onnx_files(pipeline, signature, X_test, y_test)
+            metrics.update(onnx_report)
         self._tracking.log_metrics(run.id, metrics)
+        if plots:
+            drawn = (
+                classification_plots(y_test, y_pred, proba, list(pipeline.classes_))
+                if signature.task == "classification"
+                else regression_plots(y_test, y_pred)
+            )
+            for name, data in drawn.items():
+                self._tracking.log_artifact_bytes(run.id, name, data)
 
         info = {
             "dataset": version.ref,
@@ -434,7 +530,7 @@ class TrainingService:
             dependencies=deps,
             info=info,
         )
-        files = write_sklearn_package(pipeline, meta)
+        files = {**write_sklearn_package(pipeline, meta), **onnx_package}
         for name, data in files.items():  # mloop's files and MLflow's (MLmodel, model.pkl)
             self._tracking.log_artifact_bytes(run.id, f"model/{name}", data)
 
@@ -445,3 +541,47 @@ class TrainingService:
         pq.write_table(pa.table(reference), sink)
         self._tracking.log_artifact_bytes(run.id, REFERENCE_PREDICTIONS, sink.getvalue())
         return metrics
+
+    def _cross_validate(
+        self,
+        run: Run,
+        pipeline: Any,
+        X: Any,
+        y: np.ndarray,
+        signature: Signature,
+        validation: Validation,
+        seed: int,
+        *,
+        groups: np.ndarray | None,
+        order: np.ndarray | None,
+    ) -> dict[str, float]:
+        """Fit a copy of ``pipeline`` per fold of the training rows; log each fold's metrics
+        (``cv_<metric>`` at step = fold) and return their mean and standard deviation."""
+        from sklearn.base import clone
+
+        per_fold: list[dict[str, float]] = []
+        for number, (fit_rows, test_rows) in enumerate(
+            folds(validation, y, seed=seed, groups=groups, order=order)
+        ):
+            fold = clone(pipeline)
+            fold.fit(X.iloc[fit_rows], y[fit_rows])
+            predicted = fold.predict(X.iloc[test_rows])
+            if signature.task == "classification" and hasattr(fold, "predict_proba"):
+                found = classification_metrics(
+                    y[test_rows],
+                    predicted,
+                    fold.predict_proba(X.iloc[test_rows]),
+                    list(fold.classes_),
+                )
+            else:
+                found = regression_metrics(y[test_rows], predicted)
+            per_fold.append(found)
+            self._tracking.log_metrics(
+                run.id, {f"cv_{k}": v for k, v in found.items()}, step=number
+            )
+        summary: dict[str, float] = {}
+        for key in sorted({k for found in per_fold for k in found}):
+            values = np.array([found[key] for found in per_fold if key in found])
+            summary[f"cv_{key}_mean"] = float(values.mean())
+            summary[f"cv_{key}_std"] = float(values.std())
+        return summary
