@@ -25,6 +25,7 @@ from mloop.models import (
     ONNX_QUANTIZED_FILE,
     LoadedModel,
     ModelMeta,
+    OnnxCheck,
     OnnxPredictor,
     Signature,
     captured_dependencies,
@@ -202,6 +203,30 @@ def test_lightgbm_and_xgboost(library: str, task: str) -> None:
     if task == "classification":
         assert report["onnx_label_agreement"] == 1.0
     _assert_same_as_native(pipeline, signature, frame)
+
+
+def test_verification_catches_a_model_that_disagrees(boosted: tuple[Any, ...]) -> None:
+    pipeline, signature, frame, y = boosted
+    other = build_pipeline(HistGradientBoostingClassifier(max_iter=5), COLUMNS).fit(frame, y)
+
+    check = verify_onnx(export_onnx(other, signature), pipeline, frame, signature)
+
+    assert not check.ok
+    assert check.rows_over_tolerance > 0.5 * HOLDOUT
+    assert check.max_abs_diff > 0.01
+
+
+def test_a_check_allows_a_few_float32_split_flips_and_counts_them() -> None:
+    """One row in 10,000 on the other side of a split (float32) passes; twenty do not."""
+    few = OnnxCheck(10_000, 4.8e-3, 1, 1e-4, 1e-3, label_agreement=0.9999)
+    many = OnnxCheck(10_000, 4.8e-3, 20, 1e-4, 1e-3, label_agreement=1.0)
+    labels = OnnxCheck(10_000, 1e-7, 0, 1e-4, 1e-3, label_agreement=0.99, label_ties=80)
+    ties = OnnxCheck(10_000, 1e-7, 0, 1e-4, 1e-3, label_agreement=0.99, label_ties=100)
+
+    assert few.ok
+    assert not many.ok
+    assert not labels.ok
+    assert ties.ok
 
 
 # --- string columns ---------------------------------------------------------------------------

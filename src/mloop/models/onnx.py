@@ -541,28 +541,36 @@ _ABSENT = object()
 
 @dataclass(frozen=True)
 class OnnxCheck:
-    """ONNX against the native pipeline on the same rows."""
+    """ONNX against the native pipeline on the same rows.
+
+    ONNX-ML's tree operators compare in float32: a value within one float32 step (≈6e-8
+    relative) of a split threshold can go the other way than scikit-learn sends it in float64,
+    and that row's prediction then differs by a leaf. Over thousands of rows and continuous
+    features that happens now and then (1 row in 10,000 in ``bench/onnx.py``), so a check allows
+    a small share of rows (``max_share``) beyond ``tolerance``; every such row is counted."""
 
     rows: int
     max_abs_diff: float  # largest |Δ| of a probability (classification) or a prediction
+    rows_over_tolerance: int  # rows with a |Δ| over the tolerance
     tolerance: float
+    max_share: float
     label_agreement: float | None = None  # share of rows with the same label (classification)
     label_ties: int = 0  # rows whose labels differ where the native top two are within tolerance
-    within_tolerance: bool = True  # regression: max |Δ| ≤ tolerance × max(1, max |native value|)
 
     @property
     def ok(self) -> bool:
-        """Classification: every probability within ``tolerance``, and every label equal but
-        where the native model itself had a tie within ``tolerance`` (float32 may break it the
-        other way). Regression: every value within ``tolerance`` relative to the predictions' scale
-        (the largest |value|, at least 1): a tree ensemble adds its leaves in float32, whose
-        rounding grows with the magnitude of the target, not of one row's prediction."""
-        if self.label_agreement is None:
-            return self.within_tolerance
-        if self.max_abs_diff > self.tolerance:
+        """At most ``max_share`` of the rows beyond ``tolerance``, and at most that share of
+        labels differing, not counting rows where the native model itself had a tie within
+        ``tolerance`` (float32 may break it the other way). For a regressor the tolerance is
+        relative to the predictions' scale (the largest |value|, at least 1): a tree ensemble
+        adds its leaves in float32, whose rounding grows with the magnitude of the target."""
+        allowed = self.max_share * self.rows
+        if self.rows_over_tolerance > allowed:
             return False
+        if self.label_agreement is None:
+            return True
         differing = round((1.0 - self.label_agreement) * self.rows)
-        return differing <= self.label_ties
+        return differing - self.label_ties <= allowed
 
 
 def _native(pipeline: Any, frame: pd.DataFrame, signature: Signature) -> tuple[Any, Any]:
@@ -574,7 +582,11 @@ def _native(pipeline: Any, frame: pd.DataFrame, signature: Signature) -> tuple[A
 
 
 def _compare(
-    native: tuple[Any, Any], onnx_out: tuple[Any, Any], signature: Signature, tolerance: float
+    native: tuple[Any, Any],
+    onnx_out: tuple[Any, Any],
+    signature: Signature,
+    tolerance: float,
+    max_share: float,
 ) -> OnnxCheck:
     values, probabilities = native
     onnx_values, onnx_probabilities = onnx_out
@@ -584,17 +596,25 @@ def _compare(
         theirs = np.array([str(_plain(v)) for v in values.tolist()])
         differ = ours != theirs
         diff = np.abs(np.asarray(onnx_probabilities, dtype=np.float64) - probabilities)
+        row_diff = diff.max(axis=1, initial=0.0)
         ties = 0
         if differ.any():
             top2 = np.sort(probabilities[differ], axis=1)[:, -2:]
             ties = int((top2[:, 1] - top2[:, 0] <= tolerance).sum())
-        agreement = float(1.0 - differ.mean()) if rows else 1.0
-        return OnnxCheck(rows, float(diff.max(initial=0.0)), tolerance, agreement, ties)
+        return OnnxCheck(
+            rows,
+            float(row_diff.max(initial=0.0)),
+            int((row_diff > tolerance).sum()),
+            tolerance,
+            max_share,
+            float(1.0 - differ.mean()) if rows else 1.0,
+            ties,
+        )
     expected = values.astype(np.float64).ravel()
     diff = np.abs(np.asarray(onnx_values, dtype=np.float64).ravel() - expected)
     scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
-    within = bool(diff.max(initial=0.0) <= tolerance * scale)
-    return OnnxCheck(rows, float(diff.max(initial=0.0)), tolerance, within_tolerance=within)
+    over = int((diff > tolerance * scale).sum())
+    return OnnxCheck(rows, float(diff.max(initial=0.0)), over, tolerance, max_share)
 
 
 def verify_onnx(
@@ -604,11 +624,13 @@ def verify_onnx(
     signature: Signature,
     *,
     tolerance: float = 1e-4,
+    max_share: float = 1e-3,
 ) -> OnnxCheck:
     """Predict ``frame`` (held-out rows) with the ONNX model and the native pipeline; compare."""
     predictor = OnnxPredictor(model_bytes, signature)
     native = _native(pipeline, frame, signature)
-    return _compare(native, predictor.run(predictor.feeds_from_frame(frame)), signature, tolerance)
+    onnx_out = predictor.run(predictor.feeds_from_frame(frame))
+    return _compare(native, onnx_out, signature, tolerance, max_share)
 
 
 # --- quantization ---------------------------------------------------------------------------
@@ -694,14 +716,19 @@ def onnx_files(
     holdout_y: Any,
     *,
     tolerance: float = 1e-4,
+    max_share: float = 1e-3,
 ) -> tuple[dict[str, bytes], dict[str, float]]:
     """Export, verify on the held-out rows, quantize, score all three: the package's ONNX files
     (``model.onnx``, ``model.quant.onnx``) and a flat report for the run's metrics.
 
-    ``onnx_ok`` is 1.0 when the ONNX model agrees with the native one within ``tolerance``
-    (every label equal, every probability or value within it), else 0.0 — a caller should not
-    serve an ONNX model whose ``onnx_ok`` is 0. Raises :class:`InvalidInput` when the pipeline
-    has no ONNX converter."""
+    ``onnx_ok`` is 1.0 when the ONNX model agrees with the native one (:attr:`OnnxCheck.ok`:
+    at most ``max_share`` of the rows beyond ``tolerance`` or with another label), else 0.0 —
+    a caller should not serve an ONNX model whose ``onnx_ok`` is 0. ``onnx_max_abs_diff`` and
+    ``onnx_rows_over_tolerance`` say how far and how often it differs. ``onnx_<metric>``,
+    ``onnx_native_<metric>`` and ``onnx_quantized_<metric>`` (accuracy and, for two classes,
+    roc_auc; rmse for a regressor) score the three on ``holdout_y``;
+    ``onnx_quantized_<metric>_delta`` is quantized minus native. Raises :class:`InvalidInput`
+    when the pipeline has no ONNX converter."""
     model = export_onnx(pipeline, signature)
     quantized = quantize_onnx(model)
     predictor = OnnxPredictor(model, signature)
@@ -709,16 +736,18 @@ def onnx_files(
     native = _native(pipeline, holdout_frame, signature)
     onnx_out = predictor.run(predictor.feeds_from_frame(holdout_frame))
     quant_out = quant_predictor.run(quant_predictor.feeds_from_frame(holdout_frame))
-    check = _compare(native, onnx_out, signature, tolerance)
-    quant_check = _compare(native, quant_out, signature, tolerance)
+    check = _compare(native, onnx_out, signature, tolerance, max_share)
+    quant_check = _compare(native, quant_out, signature, tolerance, max_share)
     classes = predictor.classes if predictor.is_classifier else None
     report: dict[str, float] = {
         "onnx_ok": 1.0 if check.ok else 0.0,
         "onnx_rows": float(check.rows),
         "onnx_max_abs_diff": check.max_abs_diff,
+        "onnx_rows_over_tolerance": float(check.rows_over_tolerance),
         "onnx_bytes": float(len(model)),
         "onnx_quantized_bytes": float(len(quantized.model)),
         "onnx_quantized_nodes": float(quantized.quantized_nodes),
+        "onnx_quantized_ok": 1.0 if quant_check.ok else 0.0,
         "onnx_quantized_max_abs_diff": quant_check.max_abs_diff,
     }
     if check.label_agreement is not None:
