@@ -22,7 +22,7 @@ from mloop.security import AuditLog
 from mloop.serving import PredictionResult, Predictor
 from mloop.storage import Database, LocalArtifactStore
 from mloop.tracking import LoggedModelService, TrackingService
-from mloop.training import TrainingService
+from mloop.training import TrainingService, TuningService
 
 
 class Workspace:
@@ -58,6 +58,7 @@ class Workspace:
             self.db, self.artifacts, self.tracking, self.audit, self.lineage
         )
         self.training = TrainingService(self.datasets, self.tracking, self.registry, self.features)
+        self.tuning = TuningService(self.training, self.tracking, self.db.url, self.home)
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features

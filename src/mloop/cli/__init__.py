@@ -14,6 +14,7 @@ from mloop.cli.demo import demo
 from mloop.cli.serve import serve
 from mloop.cli.stream import register as register_stream_commands
 from mloop.cli.train import train
+from mloop.cli.tune import tune
 
 app = new_app(
     "mloop: the production ML loop — ingest, validate, train, track, register, serve, monitor."
@@ -61,6 +62,7 @@ def info(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = 
 
 app.command()(demo)
 app.command()(train)
+app.command()(tune)
 app.command()(serve)
 register_stream_commands(data.app)
 app.add_typer(data.app, name="data")
