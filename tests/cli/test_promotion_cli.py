@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -129,3 +130,41 @@ def test_promotion_over_rest(promo: Workspace) -> None:
         assert is_error(
             client.post("/v1/models/m/promote", json={"version": 0}), 422, "SCHEMA_MISMATCH"
         )
+
+
+def test_explain_and_card_are_kept_with_the_version(promo: Workspace, tmp_path: Path) -> None:
+    ws = promo
+    code, out, _ = run_cli(ws, "models", "explain", "m@1", "--dataset", "holdout", "--json")
+    assert code == 0
+    ranked = json.loads(out)["importance"]
+    assert next(iter(ranked)) == "x"  # the label is x's sign: x explains the most
+    version = ws.registry.resolve("m@1")
+    assert ws.registry.attachment(version, "explanation") is not None
+    page = tmp_path / "card.html"
+    code, out, _ = run_cli(
+        ws,
+        "models",
+        "card",
+        "m@1",
+        "--dataset",
+        "holdout",
+        "--intended-use",
+        "<script>alert(1)</script> sorting tickets",
+        "--out",
+        str(page),
+    )
+    assert code == 0
+    html = page.read_text()
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
+    assert "roc_auc" in html
+    with TestClient(create_app(ws, log_predictions=False)) as client:
+        stored = client.get("/v1/models/m@1/card", params={"format": "md"})
+        assert stored.status_code == 200
+        assert stored.headers["content-type"].startswith("text/markdown")
+        assert "sorting tickets" in stored.text
+        assert is_error(client.get("/v1/models/m@2/card"), 404, "NOT_FOUND")
+        assert is_error(client.get("/v1/models/m@1/card?format=pdf"), 400, "INVALID_INPUT")
+    code, _, err = run_cli(ws, "models", "card", "m@1", "--dataset", "holdout", "--out", "c.pdf")
+    assert code == 2
+    assert ".html or .md" in err

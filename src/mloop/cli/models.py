@@ -307,3 +307,72 @@ def export(
         print_json({"model": version.ref, "folder": str(folder)})
         return
     console.print(f"exported {version.ref} to {folder}")
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@N.")],
+    dataset: Annotated[str, typer.Option(help="Rows to explain (NAME or NAME@V).")],
+    rows: Annotated[int | None, typer.Option(help="At most this many rows (a sample).")] = None,
+    top: Annotated[int, typer.Option(help="Features shown.")] = 10,
+    as_json: JSON = False,
+) -> None:
+    """SHAP explanations of a version's predictions on a dataset, kept with the version."""
+    ws = open_workspace(ctx)
+    found = ws.evaluation.explain(model, dataset, rows=rows)
+    ranked = found.importance()
+    if as_json:
+        print_json(
+            {"method": found.method, "output_space": found.output_space, "importance": ranked}
+        )
+        return
+    console.print(f"{found.rows} rows explained ({found.method}, {found.output_space})")
+    table = Table("feature", "mean |SHAP|")
+    for name, value in list(ranked.items())[:top]:
+        table.add_row(name, fmt_num(value))
+    console.print(table)
+
+
+@app.command()
+def card(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@N.")],
+    dataset: Annotated[str, typer.Option(help="The evaluation dataset (NAME or NAME@V).")],
+    intended_use: Annotated[str | None, typer.Option(help="What the model is for.")] = None,
+    limitations: Annotated[str | None, typer.Option(help="What it must not be used for.")] = None,
+    sensitive: Columns = None,
+    slice_by: Annotated[
+        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Write the card to FILE (.html or .md); else print it.")
+    ] = None,
+    explain_it: Annotated[
+        bool, typer.Option("--explain/--no-explain", help="Include SHAP top features.")
+    ] = True,
+) -> None:
+    """A model card (data, metrics, slices, fairness, explanations, intended use, limits), as
+    Markdown and HTML, kept with the version."""
+    from pathlib import Path
+
+    from mloop.core.errors import InvalidInput
+
+    if out is not None and not out.endswith((".html", ".htm", ".md")):
+        raise InvalidInput(f"--out {out}: give a .html or .md file")
+    ws = open_workspace(ctx)
+    found = ws.evaluation.card(
+        model,
+        dataset,
+        intended_use=intended_use,
+        limitations=limitations,
+        sensitive=sensitive or [],
+        slices=slice_by or [],
+        explain=explain_it,
+    )
+    if out is None:
+        console.print(found.to_markdown(), markup=False, highlight=False)
+        return
+    text = found.to_markdown() if out.endswith(".md") else found.to_html()
+    Path(out).write_text(text)
+    console.print(f"wrote the card of {model} to {out}")

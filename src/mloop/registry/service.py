@@ -521,6 +521,19 @@ class RegistryService:
             detail={"rolled_back": current},
         )
 
+    def attach(self, version: ModelVersion, key: str, data: bytes) -> str:
+        """Keep a document about ``version`` (its card, its explanations): the bytes in the
+        artifact store, their digest in the version's tag ``mloop.<key>``. The version's own
+        files never change; a new document for the same key replaces the tag."""
+        digest = self._artifacts.put_bytes(data)
+        self.set_version_tag(version.name, version.version, f"mloop.{key}", digest)
+        return digest
+
+    def attachment(self, version: ModelVersion, key: str) -> bytes | None:
+        """The document ``attach`` kept under ``key``, or None."""
+        digest = self.get_version(version.name, version.version).tags.get(f"mloop.{key}")
+        return self._artifacts.get_bytes(digest) if digest else None
+
     def record_refusal(
         self,
         name: str,

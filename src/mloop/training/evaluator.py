@@ -22,6 +22,10 @@ from mloop.registry import DEFAULT_LATENCY_ROWS, ModelVersion, RegistryService
 from mloop.training.metrics import calibration, classification_metrics, regression_metrics
 
 if TYPE_CHECKING:
+    from mloop.training.card import ModelCard
+    from mloop.training.explain import Explanation
+
+if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -149,7 +153,9 @@ class EvaluationService:
                     y_true=y,
                     y_pred=predicted,
                     proba=proba,
-                    classes=list(estimator.classes_) if proba is not None else None,
+                    classes=(
+                        list(estimator.classes_) if signature.task == "classification" else None
+                    ),
                     task=signature.task,
                     columns=list(slices),
                 )
@@ -179,6 +185,92 @@ class EvaluationService:
             evaluation_id=stored.id,
             reused=False,
         )
+
+    def explain(
+        self,
+        model: str | ModelVersion,
+        dataset: str,
+        *,
+        rows: int | None = None,
+        store: bool = True,
+    ) -> Explanation:
+        """SHAP values of the version's predictions on ``dataset`` (up to ``rows`` rows, a
+        seeded sample): TreeExplainer for tree models, exact or permutation Shapley values
+        otherwise. ``store`` keeps them with the version (Parquet, ``mloop.explanation``)."""
+        from mloop.training.explain import explain
+
+        version = self._registry.resolve(model) if isinstance(model, str) else model
+        signature = version.require_signature()
+        data = self._datasets.get(dataset)
+        lacking = [c.name for c in signature.inputs if c.name not in data.schema_.names]
+        if lacking:
+            raise InvalidInput(
+                f"dataset {data.ref} lacks input {lacking[0]!r} of model {version.ref}"
+            )
+        if rows is not None and rows < 1:
+            raise InvalidInput(f"rows must be at least 1, not {rows}")
+        table = self._datasets.load(data, columns=signature.input_names)
+        frame = frame_from_table(table, signature)
+        explanation = explain(self._registry.load(version).estimator, frame, max_rows=rows)
+        if store:
+            import io
+
+            import pyarrow.parquet as pq
+
+            sink = io.BytesIO()
+            pq.write_table(explanation.to_table(), sink)
+            self._registry.attach(version, "explanation", sink.getvalue())
+        return explanation
+
+    def card(
+        self,
+        model: str | ModelVersion,
+        dataset: str,
+        *,
+        intended_use: str | None = None,
+        limitations: str | None = None,
+        sensitive: Sequence[str] = (),
+        slices: Sequence[str] = (),
+        explain: bool = True,
+        store: bool = True,
+    ) -> ModelCard:
+        """The version's model card: its data, the metrics, slices and fairness on ``dataset``
+        (the stored evaluation when there is one), the top SHAP features, the intended use and
+        limits given. ``store`` keeps Markdown and HTML with the version (tags
+        ``mloop.card.md`` and ``mloop.card.html``)."""
+        from mloop.training.card import model_card
+        from mloop.training.evaluation import FairnessReport, SliceResult
+
+        version = self._registry.resolve(model) if isinstance(model, str) else model
+        signature = version.require_signature()
+        found = self.evaluate(version, dataset, sensitive=sensitive, slices=slices)
+        explanation = self.explain(version, dataset, store=store) if explain else None
+        fairness = found.details.get("fairness")
+        card = model_card(
+            version.name,
+            version=version.version,
+            description=version.description,
+            estimator=self._registry.load(version).meta.estimator,
+            task=signature.task,
+            created=version.created_at,
+            run_id=version.run_id,
+            dataset=str(version.info.get("dataset") or "") or None,
+            training_rows=version.info.get("train_rows"),
+            evaluation_rows=found.rows,
+            signature=signature,
+            target=signature.target,
+            classes=signature.classes,
+            metrics=found.metrics,
+            slices=[SliceResult.model_validate(s) for s in found.details.get("slices", [])],
+            fairness=FairnessReport.model_validate(fairness) if fairness else None,
+            explanation=explanation,
+            intended_use=intended_use,
+            limitations=limitations,
+        )
+        if store:
+            self._registry.attach(version, "card.md", card.to_markdown().encode())
+            self._registry.attach(version, "card.html", card.to_html().encode())
+        return card
 
 
 def _latency(loaded: Any, frame: Any, rows: int) -> dict[str, float]:

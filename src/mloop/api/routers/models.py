@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from mloop.api.deps import metrics, predictor, workspace
 from mloop.core.clock import parse_time
-from mloop.core.errors import MloopError, NotFound
+from mloop.core.errors import InvalidInput, MloopError, NotFound
 from mloop.monitoring import DriftReport
 from mloop.registry import (
     DEFAULT_LATENCY_ROWS,
@@ -144,6 +144,25 @@ def rollback(ws: WS, name: str, body: RollbackRequest) -> ModelVersion:
 @router.get("/models/{name}/history", summary="Every move of a model's aliases")
 def history(ws: WS, name: str, alias: str | None = None) -> list[AliasChange]:
     return ws.registry.alias_history(name, alias)
+
+
+@router.get(
+    "/models/{ref}/card",
+    summary="A version's model card (made by mloop models card)",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}, "text/markdown": {}}}},
+)
+def get_card(ws: WS, ref: str, format: str = "html") -> Response:
+    if format not in ("html", "md"):
+        raise InvalidInput(f"format {format!r}: use html or md")
+    version = ws.registry.resolve(ref)
+    data = ws.registry.attachment(version, f"card.{format}")
+    if data is None:
+        raise NotFound(
+            f"{version.ref} has no model card yet: mloop models card {version.ref} --dataset D"
+        )
+    media = "text/html" if format == "html" else "text/markdown"
+    return Response(content=data, media_type=f"{media}; charset=utf-8")
 
 
 class PredictRequest(BaseModel):
