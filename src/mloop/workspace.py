@@ -22,7 +22,7 @@ from mloop.security import AuditLog
 from mloop.serving import PredictionResult, Predictor
 from mloop.storage import Database, LocalArtifactStore
 from mloop.tracking import LoggedModelService, TrackingService
-from mloop.training import TrainingService, TuningService
+from mloop.training import EvaluationService, PromotionService, TrainingService, TuningService
 
 
 class Workspace:
@@ -59,6 +59,8 @@ class Workspace:
         )
         self.training = TrainingService(self.datasets, self.tracking, self.registry, self.features)
         self.tuning = TuningService(self.training, self.tracking, self.db.url, self.home)
+        self.evaluation = EvaluationService(self.datasets, self.registry)
+        self.promotion = PromotionService(self.registry, self.evaluation)
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features
