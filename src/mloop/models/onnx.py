@@ -446,6 +446,8 @@ class OnnxPredictor:
                 dtype = np.float32 if kind == "tensor(float)" else np.float64
             self._inputs.append((col.name, col.type, dtype))
         self._outputs = [o.name for o in self.session.get_outputs()]
+        dtypes = {dtype for _, _, dtype in self._inputs}
+        self._all_numeric = bool(self._inputs) and object not in dtypes and len(dtypes) == 1
         self.is_classifier = signature.task == "classification"
         if self.is_classifier:
             if METADATA_CLASSES in metadata:
@@ -484,13 +486,16 @@ class OnnxPredictor:
         """Feeds straight from JSON rows, without pandas; None when a row does not fit the
         signature exactly (the caller then lets :func:`frame_from_rows` say what is wrong)."""
         width = len(self._inputs)
-        feeds: dict[str, Any] = {}
-        for name, kind, dtype in self._inputs:
-            column: list[Any] = []
-            for row in rows:
-                value = row.get(name, _ABSENT) if type(row) is dict else _ABSENT
+        null_string = self.null_string
+        table: list[list[Any]] = []
+        for row in rows:
+            if type(row) is not dict or len(row) != width:
+                return None
+            values = []
+            for name, kind, _dtype in self._inputs:
+                value = row.get(name, _ABSENT)
                 if value is None:
-                    column.append(self.null_string if kind == "string" else math.nan)
+                    values.append(null_string if kind == "string" else math.nan)
                     continue
                 # the same rules as frame_from_rows, which reports any row failing them
                 if kind == "string":
@@ -501,22 +506,31 @@ class OnnxPredictor:
                     ok = type(value) is int or (type(value) is float and not math.isinf(value))
                 if not ok:
                     return None
-                column.append(value)
-            feeds[name] = np.array(column, dtype=dtype).reshape(-1, 1)
-        if any(len(row) != width for row in rows):
-            return None
-        return feeds
+                values.append(value)
+            table.append(values)
+        if self._all_numeric:
+            # one array, a column of it per input: a column of a Fortran-ordered array is
+            # contiguous, so ONNX Runtime takes it without a copy
+            array = np.array(table, dtype=self._inputs[0][2], order="F")
+            return {name: array[:, j : j + 1] for j, (name, _, _) in enumerate(self._inputs)}
+        columns = list(zip(*table, strict=True))
+        return {
+            name: np.array(columns[j], dtype=dtype).reshape(-1, 1)
+            for j, (name, _, dtype) in enumerate(self._inputs)
+        }
 
     def predict_feeds(
         self, feeds: dict[str, Any]
     ) -> tuple[list[Any], list[dict[str, float]] | None]:
-        labels, probabilities = self.run(feeds)
-        values = [_plain(v) for v in labels.tolist()]
-        if probabilities is None:
-            return values, None
-        keys = self._class_keys
-        probs = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
-        return values, probs
+        outputs = self.session.run(self._outputs, feeds)
+        if not self.is_classifier:
+            return [float(v) for v in np.asarray(outputs[0]).ravel().tolist()], None
+        keys, classes = self._class_keys, self.classes
+        labels, probs = [], []
+        for row in outputs[1].tolist():
+            labels.append(classes[row.index(max(row))])  # the first of equals, as np.argmax
+            probs.append(dict(zip(keys, row, strict=True)))
+        return labels, probs
 
     def predict_frame(self, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
         return self.predict_feeds(self.feeds_from_frame(frame))
