@@ -54,7 +54,9 @@ def make_estimator(path: str, params: Mapping[str, Any]) -> Any:
     except TypeError as exc:
         raise InvalidInput(f"{path}: {exc}") from exc
     validate = getattr(estimator, "_validate_params", None)
-    if callable(validate):
+    # scikit-learn's own check; XGBoost's and LightGBM's classes inherit the method without
+    # the constraints it reads, and check their parameters when they fit
+    if callable(validate) and hasattr(estimator, "_parameter_constraints"):
         try:
             validate()
         except (ValueError, TypeError) as exc:
@@ -75,9 +77,20 @@ def task_of(estimator: Any) -> str:
     )
 
 
-def build_pipeline(estimator: Any, features: list[Column]) -> Any:
+def needs_encoded_labels(estimator: Any, classes: list[Any] | None) -> bool:
+    """XGBoost's classifiers take only the labels 0..k-1."""
+    module = type(estimator).__module__.split(".")[0]
+    return module == "xgboost" and classes is not None and classes != list(range(len(classes)))
+
+
+def build_pipeline(estimator: Any, features: list[Column], classes: list[Any] | None = None) -> Any:
     """Imputation, scaling and one-hot encoding, then the estimator: one object to save, so
-    serving takes the raw columns."""
+    serving takes the raw columns. A classifier that takes only labels 0..k-1 (XGBoost) is
+    wrapped to learn the codes of ``classes`` and answer in the labels."""
+    if needs_encoded_labels(estimator, classes):
+        from mloop.training.labels import LabelEncodedClassifier
+
+        estimator = LabelEncodedClassifier(estimator)
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline

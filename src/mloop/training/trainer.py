@@ -453,7 +453,7 @@ class TrainingService:
         logged_params.update({f"model.{k}": v for k, v in params.items()})
         self._tracking.log_params(run.id, logged_params)
 
-        pipeline = build_pipeline(estimator, signature.inputs)
+        pipeline = build_pipeline(estimator, signature.inputs, signature.classes)
         cv_metrics: dict[str, float] = {}
         if validation.cross_validates:
             cv_metrics = self._cross_validate(
