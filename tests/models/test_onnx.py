@@ -97,6 +97,15 @@ def _fit(estimator: Any, task: str, labels: tuple[Any, Any] = ("no", "yes")) -> 
     return pipeline, signature, frame[TRAIN:].reset_index(drop=True), y[TRAIN:]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """OpenMP's spinning threads slow small fits a lot on a busy 2-core machine."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def boosted() -> tuple[Any, ...]:
     """A HistGradientBoostingClassifier pipeline, its signature, held-out frame and labels."""
@@ -180,6 +189,26 @@ def test_scikit_learn_estimators(estimator: Any, task: str) -> None:
         assert abs(report["onnx_rmse"] - report["onnx_native_rmse"]) < 1e-3
 
 
+@pytest.mark.parametrize(
+    "estimator",
+    [HistGradientBoostingClassifier(max_iter=30), LogisticRegression(max_iter=500)],
+    ids=lambda v: type(v).__name__,
+)
+def test_three_classes(estimator: Any) -> None:
+    frame, score = _data()
+    y = np.select([score < -0.5, score > 0.8], ["low", "high"], "mid")
+    signature = _signature("classification", ["high", "low", "mid"])
+    pipeline = build_pipeline(estimator, COLUMNS).fit(frame[:TRAIN], y[:TRAIN])
+    held_out = frame[TRAIN:].reset_index(drop=True)
+
+    _files, report = onnx_files(pipeline, signature, held_out, y[TRAIN:])
+
+    assert report["onnx_ok"] == 1.0
+    assert report["onnx_label_agreement"] == 1.0
+    assert "onnx_roc_auc" not in report  # two classes only
+    _assert_same_as_native(pipeline, signature, held_out)
+
+
 @pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_lightgbm_and_xgboost(library: str, task: str) -> None:
@@ -189,12 +218,12 @@ def test_lightgbm_and_xgboost(library: str, task: str) -> None:
         from lightgbm import LGBMClassifier, LGBMRegressor
 
         cls: Any = LGBMClassifier if task == "classification" else LGBMRegressor
-        estimator = cls(n_estimators=30, verbose=-1)
+        estimator = cls(n_estimators=30, verbose=-1, n_jobs=1)
     else:
         from xgboost import XGBClassifier, XGBRegressor
 
         cls = XGBClassifier if task == "classification" else XGBRegressor
-        estimator = cls(n_estimators=30, max_depth=4)
+        estimator = cls(n_estimators=30, max_depth=4, n_jobs=1)
     # XGBoost takes classes 0..n-1 only
     pipeline, signature, frame, y = _fit(estimator, task, labels=(0, 1))
     _files, report = onnx_files(pipeline, signature, frame, y)
