@@ -109,6 +109,9 @@ Gates = Annotated[
     ),
 ]
 Columns = Annotated[list[str] | None, typer.Option(help="A column (repeat for more).")]
+SliceBy = Annotated[
+    list[str] | None, typer.Option("--slice", help="A column to slice metrics by (repeat).")
+]
 
 
 @app.command()
@@ -121,9 +124,7 @@ def policy(
     ] = None,
     alias: Annotated[str, typer.Option(help="The alias the gates guard.")] = "champion",
     sensitive: Columns = None,
-    slice_by: Annotated[
-        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
-    ] = None,
+    slice_by: SliceBy = None,
     latency_rows: Annotated[int, typer.Option(help="Single-row predictions timed.")] = 200,
     reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
     delete: Annotated[bool, typer.Option("--delete", help="Remove the policy.")] = False,
@@ -186,9 +187,7 @@ def evaluate(
     model: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME@N.")],
     dataset: Annotated[str, typer.Option(help="The dataset (NAME or NAME@V).")],
     sensitive: Columns = None,
-    slice_by: Annotated[
-        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
-    ] = None,
+    slice_by: SliceBy = None,
     latency_rows: Annotated[int, typer.Option(help="Single-row predictions timed.")] = 200,
     as_json: JSON = False,
 ) -> None:
@@ -342,9 +341,7 @@ def card(
     intended_use: Annotated[str | None, typer.Option(help="What the model is for.")] = None,
     limitations: Annotated[str | None, typer.Option(help="What it must not be used for.")] = None,
     sensitive: Columns = None,
-    slice_by: Annotated[
-        list[str] | None, typer.Option("--slice", help="A column to slice metrics by.")
-    ] = None,
+    slice_by: SliceBy = None,
     out: Annotated[
         str | None, typer.Option(help="Write the card to FILE (.html or .md); else print it.")
     ] = None,
