@@ -12,7 +12,13 @@ The exported graph takes one input per signature column, named after it, each of
 :func:`~mloop.models.signature.frame_from_columns`), ``tensor(string)`` for string columns, where
 a null is the string :data:`NULL_STRING` (an ONNX string tensor has no null). A classifier gives
 ``label`` and ``probabilities`` (one column per class, in the order of ``mloop.classes`` in the
-model's metadata); a regressor gives ``variable``.
+model's metadata); a regressor gives ``variable``. The preprocessing runs in float64, the
+estimator in float32 (see :func:`_with_float32_estimator`).
+
+skl2onnx's converters are used as they are except for three, wrapped once per process
+(:func:`_register_converters`): HistGradientBoosting (a bool where protobuf wants an int),
+SimpleImputer (NaN over strings, and float64 over numbers) and OneHotEncoder (infrequent and
+unseen categories). LightGBM's and XGBoost's come from onnxmltools.
 
 onnx, onnxruntime, skl2onnx (and onnxmltools for LightGBM and XGBoost) are the ``onnx`` extra;
 they are imported on first use only.
