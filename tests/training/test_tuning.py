@@ -174,7 +174,7 @@ def test_a_killed_study_resumes_to_n_trials(small: Workspace) -> None:
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(ws.home)])
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         finished = 0
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
@@ -193,7 +193,8 @@ def test_a_killed_study_resumes_to_n_trials(small: Workspace) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     states = [t.state.name for t in _study(ws, "crash").get_trials()]
-    assert "RUNNING" in states
+    # killed mid-trial, unless (rarely) between one trial's end and the next one's start
+    interrupted = states.count("RUNNING")
     time.sleep(2.5)  # the grace period (2 heartbeats) of the killed trial
 
     result = ws.tuning.tune(
@@ -212,7 +213,7 @@ def test_a_killed_study_resumes_to_n_trials(small: Workspace) -> None:
     assert states.count("COMPLETE") + states.count("PRUNED") == 8
     assert result.complete + result.pruned == 8
     assert "RUNNING" not in states
-    assert states.count("FAIL") >= 1  # the trial the kill interrupted
+    assert states.count("FAIL") == interrupted  # the trial the kill interrupted
     assert result.failed == states.count("FAIL")
     numbers = [t.number for t in trials]
     assert numbers == list(range(len(trials)))
@@ -274,6 +275,8 @@ def _bad_inputs() -> list[Any]:
         ({"space": {"max_depth": {"type": "integer", "low": 1, "high": 3}}}, "unknown type"),
         ({"space": {"max_depth": {"type": "int", "low": 5, "high": 3}}}, "must be below high"),
         ({"space": {"max_depth": {"type": "int", "low": 1.5, "high": 3}}}, "must be an integer"),
+        # worker processes started early are stopped
+        ({"workers": 2, "space": {"max_depth": {"type": "int", "low": 3, "high": 3}}}, "below"),
         (
             {"space": {"learning_rate": {"type": "float", "low": 0.0, "high": 1, "log": True}}},
             "log scale needs low > 0",
@@ -282,7 +285,7 @@ def _bad_inputs() -> list[Any]:
         ({"space": {"max_depth": {"type": "int", "low": 1, "hi": 3}}}, "unknown key"),
         ({"space": {"max_depth": {"type": "int", "low": 0, "high": 3}}}, "does not accept 0"),
         ({"space": {"loss": {"type": "categorical", "choices": ["nope"]}}}, "does not accept"),
-        ({"space": "max_depth"}, "search space is empty"),
+        ({"space": "max_depth"}, "must be a mapping"),
         ({"params": {"max_depth": 3}}, "both fixed"),
         ({"params": {"no_such": 1}}, "unexpected keyword"),
         ({"metric": "no_such_metric"}, "unknown metric"),

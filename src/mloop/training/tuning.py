@@ -127,7 +127,11 @@ def validate_space(space: Mapping[str, Any], estimator: Any) -> dict[str, dict[s
     Each entry is ``{"type": "float"|"int", "low", "high", "log"?, "step"?}`` or
     ``{"type": "categorical", "choices": [...]}``; its name must be a hyper-parameter of the
     estimator (``get_params()``), and the estimator must accept both ends and every choice."""
-    if not isinstance(space, Mapping) or not space:
+    if not isinstance(space, Mapping):
+        raise InvalidInput(
+            f"the search space must be a mapping of parameter → spec, not {type(space).__name__}"
+        )
+    if not space:
         raise InvalidInput("the search space is empty: give at least one parameter to tune")
     accepted = estimator.get_params() if hasattr(estimator, "get_params") else {}
     name_of = type(estimator).__name__
@@ -302,11 +306,25 @@ def _pruner(pruner: str | Any) -> Any:
 
 
 def worker_main() -> None:
-    """The entry point of a local worker process: its arguments pickled on stdin."""
+    """A local worker process: import what trials need while the caller prepares, then run
+    the arguments pickled on stdin (None: nothing to do)."""
+    import importlib
     import pickle
     import sys
 
-    run_worker(*pickle.loads(sys.stdin.buffer.read()))
+    import sklearn.compose
+    import sklearn.metrics
+    import sklearn.pipeline  # noqa: F401 - imported now, while the caller checks the input
+
+    with contextlib.suppress(ImportError, IndexError):
+        importlib.import_module(sys.argv[1].rpartition(".")[0])
+    optuna.logging.get_verbosity()  # optuna imported too
+    payload = pickle.loads(sys.stdin.buffer.read())
+    if payload is None:
+        return
+    storage, study_name, objective_path, *rest = payload
+    objective = pickle.loads(Path(objective_path).read_bytes())
+    run_worker(storage, study_name, objective, *rest)
 
 
 def run_worker(
@@ -504,9 +522,11 @@ class TuningService:
         under ``register`` when given.
 
         Every input is checked before the study is created or a run started. A ``study`` that
-        exists resumes (the same dataset, target, model, space and metric only)."""
-        from sklearn.metrics import get_scorer
+        exists resumes (the same dataset, target, model, space and metric only).
 
+        Local worker processes (``workers`` > 1) are started once the arguments above are
+        checked, so that they import their libraries while the data is checked and loaded;
+        they are stopped at once if anything is refused."""
         if not isinstance(n_trials, int) or not 1 <= n_trials <= MAX_TRIALS:
             raise InvalidInput(f"n_trials must be 1-{MAX_TRIALS}, not {n_trials!r}")
         if not isinstance(workers, int) or not 1 <= workers <= 256:
@@ -530,8 +550,70 @@ class TuningService:
                 import ray  # noqa: F401
             except ImportError as exc:
                 raise InvalidInput("backend 'ray' needs Ray: pip install 'mloop[ray]'") from exc
-        fixed = dict(params or {})
-        overlap = sorted(set(fixed) & set(space or {}))
+        pool = _LocalWorkers(workers, model) if backend == "local" and workers > 1 else None
+        try:
+            return self._search(
+                pool,
+                dataset,
+                target,
+                space=space,
+                model=model,
+                fixed=dict(params or {}),
+                n_trials=n_trials,
+                workers=workers,
+                backend=backend,
+                study=study,
+                metric=metric,
+                cv=cv,
+                sampler=sampler,
+                pruner=pruner,
+                features=features,
+                exclude=exclude,
+                experiment=experiment,
+                test_size=test_size,
+                seed=seed,
+                refit=refit,
+                register=register,
+                alias=alias,
+                heartbeat_seconds=heartbeat_seconds,
+                progress=progress,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _search(
+        self,
+        pool: _LocalWorkers | None,
+        dataset: str,
+        target: str,
+        *,
+        space: Mapping[str, Any],
+        model: str,
+        fixed: dict[str, Any],
+        n_trials: int,
+        workers: int,
+        backend: str,
+        study: str | None,
+        metric: str | None,
+        cv: int,
+        sampler: str,
+        pruner: str | Any,
+        features: Sequence[str] | None,
+        exclude: Sequence[str],
+        experiment: str,
+        test_size: float,
+        seed: int,
+        refit: bool,
+        register: str | None,
+        alias: str | None,
+        heartbeat_seconds: int,
+        progress: Progress | None,
+    ) -> TuningResult:
+        """``tune`` after the cheap checks, with the worker processes (if any) starting."""
+        from sklearn.metrics import get_scorer
+
+        overlap = sorted(set(fixed) & set(space if isinstance(space, Mapping) else {}))
         if overlap:
             raise InvalidInput(
                 f"parameter(s) {', '.join(overlap)} are both fixed (params) and searched (space)"
@@ -617,6 +699,7 @@ class TuningService:
             logger = _TrialLogger(self._tracking, parent, metric)
             try:
                 self._optimize(
+                    pool,
                     handle,
                     storage,
                     objective,
@@ -765,6 +848,7 @@ class TuningService:
 
     def _optimize(
         self,
+        pool: _LocalWorkers | None,
         handle: optuna.Study,
         storage: StudyStorage,
         objective: Objective,
@@ -837,50 +921,9 @@ class TuningService:
         if backend == "ray":
             self._run_on_ray(args, poll)
         else:
-            self._run_on_processes(args, poll)
+            assert pool is not None
+            pool.run(args, poll)
         poll()
-
-    @staticmethod
-    def _run_on_processes(args: list[tuple[Any, ...]], poll: Callable[[], None]) -> None:
-        """Each worker a fresh interpreter fed its arguments on stdin: nothing of the caller's
-        ``__main__`` is imported again (a script without a ``__main__`` guard works)."""
-        import pickle
-        import subprocess
-        import sys
-        import tempfile
-
-        code = "from mloop.training.tuning import worker_main; worker_main()"
-        processes: list[tuple[subprocess.Popen[bytes], Any]] = []
-        try:
-            for worker_args in args:
-                log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-                process = subprocess.Popen(
-                    [sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=log
-                )
-                processes.append((process, log))
-                assert process.stdin is not None
-                process.stdin.write(pickle.dumps(worker_args, protocol=pickle.HIGHEST_PROTOCOL))
-                process.stdin.close()
-            while any(p.poll() is None for p, _ in processes):
-                deadline = time.monotonic() + SYNC_SECONDS * 2
-                while time.monotonic() < deadline and any(p.poll() is None for p, _ in processes):
-                    time.sleep(0.05)
-                poll()
-        except BaseException:
-            for process, _ in processes:  # they hold trials: stop them
-                if process.poll() is None:
-                    process.kill()
-            raise
-        finally:
-            errors = []
-            for process, log in processes:
-                if process.wait() != 0:
-                    log.seek(0)
-                    lines = log.read().decode(errors="replace").strip().splitlines()
-                    errors.append(lines[-1] if lines else f"exit status {process.returncode}")
-                log.close()
-        if errors:
-            raise MloopError(f"a tuning worker failed: {errors[0]}")
 
     @staticmethod
     def _run_on_ray(args: list[tuple[Any, ...]], poll: Callable[[], None]) -> None:
@@ -914,6 +957,73 @@ class TuningService:
             )
         except MloopError:
             pass
+
+
+class _LocalWorkers:
+    """Worker interpreters (``python -c``: nothing of the caller's ``__main__`` is imported
+    again, so a script without a ``__main__`` guard works). Started early, they import their
+    libraries and wait on stdin; ``run`` sends each its arguments, the objective (the data with
+    it) pickled once into a file they all read."""
+
+    def __init__(self, n: int, model: str) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self._folder = Path(tempfile.mkdtemp(prefix="mloop-tune-"))
+        self._processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        code = "from mloop.training.tuning import worker_main; worker_main()"
+        try:
+            for i in range(n):
+                log = self._folder / f"worker-{i}.log"
+                with log.open("wb") as stderr:
+                    process = subprocess.Popen(
+                        [sys.executable, "-c", code, model], stdin=subprocess.PIPE, stderr=stderr
+                    )
+                self._processes.append((process, log))
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, args: list[tuple[Any, ...]], poll: Callable[[], None]) -> None:
+        import pickle
+
+        shared = self._folder / "objective.pickle"
+        shared.write_bytes(pickle.dumps(args[0][2], protocol=pickle.HIGHEST_PROTOCOL))
+        for i, (process, _) in enumerate(self._processes):
+            payload = (*args[i][:2], str(shared), *args[i][3:]) if i < len(args) else None
+            assert process.stdin is not None
+            try:
+                process.stdin.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # it died on start: its log says why
+        running = [p for p, _ in self._processes]
+        while any(p.poll() is None for p in running):
+            deadline = time.monotonic() + SYNC_SECONDS * 2
+            while time.monotonic() < deadline and any(p.poll() is None for p in running):
+                time.sleep(0.05)
+            poll()
+        errors = []
+        for process, log in self._processes:
+            if process.returncode != 0:
+                lines = log.read_text(errors="replace").strip().splitlines()
+                errors.append(lines[-1] if lines else f"exit status {process.returncode}")
+        if errors:
+            raise MloopError(f"a tuning worker failed: {errors[0]}")
+
+    def close(self) -> None:
+        """Stop whatever still runs (they hold trials), and clean up."""
+        import shutil
+
+        for process, _ in self._processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdin is not None and not process.stdin.closed:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def _now_ms() -> int:
