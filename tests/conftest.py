@@ -14,6 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# OpenMP threads (scikit-learn's boosting, LightGBM, XGBoost) that find no work sleep instead of
+# spinning: on 2 cores shared with PostgreSQL and worker processes, spinning threads turned
+# 2 s fits into 20 s ones. Read once, when the OpenMP runtime loads: before any import below.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import sqlalchemy as sa
 

@@ -87,11 +87,14 @@ def test_train_tune_gate_promote_rollback_audit(sqlite_ws: Workspace, tmp_path: 
     assert ws.registry.get_model("credit").aliases["challenger"] == candidate
 
     # 4. evaluate, then promote through the gates
-    evaluation = ws.evaluation.evaluate(f"credit@{candidate}", "loans_eval", sensitive=["region"])
-    champion = ws.evaluation.evaluate("credit@champion", "loans_eval", sensitive=["region"])
+    options = {"sensitive": ["region"], "latency_rows": 20}  # the policy's
+    evaluation = ws.evaluation.evaluate(f"credit@{candidate}", "loans_eval", **options)
+    champion = ws.evaluation.evaluate("credit@champion", "loans_eval", **options)
     assert evaluation.metrics["roc_auc"] > champion.metrics["roc_auc"]
     promoted = ws.promotion.promote("credit", candidate, reason="tuned boosting wins on AUC")
     assert promoted.passed
+    assert promoted.candidate is not None
+    assert promoted.candidate.reused  # the evaluation above, stored with the version
     assert ws.registry.get_model("credit").aliases["champion"] == candidate
 
     # 5. rollback restores the previous champion in one call
