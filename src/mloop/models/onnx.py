@@ -532,10 +532,12 @@ class OnnxPredictor:
         if not self.is_classifier:
             return [float(v) for v in np.asarray(outputs[0]).ravel().tolist()], None
         keys, classes = self._class_keys, self.classes
-        labels, probs = [], []
-        for row in outputs[1].tolist():
-            labels.append(classes[row.index(max(row))])  # the first of equals, as np.argmax
-            probs.append(dict(zip(keys, row, strict=True)))
+        rows = outputs[1].tolist()
+        probs = [dict(zip(keys, row, strict=True)) for row in rows]
+        if len(rows) > 8:
+            labels = np.asarray(classes, dtype=object)[outputs[1].argmax(axis=1)].tolist()
+        else:  # a few rows: plain Python is quicker than NumPy's call overhead
+            labels = [classes[row.index(max(row))] for row in rows]  # first of equals, as argmax
         return labels, probs
 
     def predict_frame(self, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
