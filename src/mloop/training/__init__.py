@@ -4,8 +4,10 @@ from mloop.training.card import ModelCard, model_card
 from mloop.training.estimators import (
     DEFAULT_ESTIMATOR,
     build_pipeline,
+    classifier,
     make_estimator,
     parse_param,
+    regressor,
     resolve_estimator,
 )
 from mloop.training.evaluation import FairnessReport, SliceResult, fairness_report, slice_metrics
@@ -35,6 +37,7 @@ __all__ = [
     "build_pipeline",
     "calibration",
     "classification_metrics",
+    "classifier",
     "explain",
     "explain_row",
     "fairness_report",
@@ -43,6 +46,7 @@ __all__ = [
     "model_card",
     "parse_param",
     "regression_metrics",
+    "regressor",
     "resolve_estimator",
     "slice_metrics",
     "validate_space",

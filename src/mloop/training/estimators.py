@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mloop.core.errors import InvalidInput
@@ -13,6 +13,19 @@ from mloop.core.schema import Column
 
 DEFAULT_ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
 MAX_ONE_HOT_CATEGORIES = 50
+TASK_ATTRIBUTE = "__mloop_task__"  # what classifier / regressor mark a function with
+
+
+def classifier(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``function`` as fitting a classifier, for ``model="pyfunc:module.function"``."""
+    setattr(function, TASK_ATTRIBUTE, "classification")
+    return function
+
+
+def regressor(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``function`` as fitting a regressor, for ``model="pyfunc:module.function"``."""
+    setattr(function, TASK_ATTRIBUTE, "regression")
+    return function
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -47,7 +60,12 @@ def resolve_estimator(path: str) -> type[Any]:
 
 
 def make_estimator(path: str, params: Mapping[str, Any]) -> Any:
-    """Instantiate and check the hyper-parameters before any compute is spent."""
+    """Instantiate and check the hyper-parameters before any compute is spent.
+    ``pyfunc:package.module.function`` makes a model of a Python function (see pyfunc.py)."""
+    if path.startswith("pyfunc:"):
+        from mloop.training.pyfunc import function_estimator
+
+        return function_estimator(path, params)
     cls = resolve_estimator(path)
     try:
         estimator = cls(**params)

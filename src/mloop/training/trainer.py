@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -336,6 +337,13 @@ class TrainingService:
                 )
             except MloopError:
                 pass
+            if isinstance(exc, pickle.PicklingError) or (
+                isinstance(exc, AttributeError) and "pickle" in str(exc)
+            ):
+                raise InvalidInput(
+                    f"the fitted model cannot be saved: {exc} (a model is pickled: its classes "
+                    "and functions must be importable, defined at module level)"
+                ) from exc
             if isinstance(exc, ValueError | TypeError) and not isinstance(exc, MloopError):
                 raise InvalidInput(f"training failed: {exc}") from exc
             raise
@@ -479,8 +487,10 @@ class TrainingService:
         y_pred = pipeline.predict(X_test)
         predict_seconds = time.perf_counter() - started
         proba = None
-        if signature.task == "classification" and hasattr(pipeline, "predict_proba"):
-            proba = pipeline.predict_proba(X_test)
+        if signature.task == "classification":
+            # a classifier without probabilities (LinearSVC, say) still gets its label metrics
+            if hasattr(pipeline, "predict_proba"):
+                proba = pipeline.predict_proba(X_test)
             metrics = classification_metrics(y_test, y_pred, proba, list(pipeline.classes_))
         else:
             metrics = regression_metrics(y_test, y_pred)
@@ -566,11 +576,15 @@ class TrainingService:
             fold = clone(pipeline)
             fold.fit(X.iloc[fit_rows], y[fit_rows])
             predicted = fold.predict(X.iloc[test_rows])
-            if signature.task == "classification" and hasattr(fold, "predict_proba"):
+            if signature.task == "classification":
                 found = classification_metrics(
                     y[test_rows],
                     predicted,
-                    fold.predict_proba(X.iloc[test_rows]),
+                    (
+                        fold.predict_proba(X.iloc[test_rows])
+                        if hasattr(fold, "predict_proba")
+                        else None
+                    ),
                     list(fold.classes_),
                 )
             else:
