@@ -71,6 +71,9 @@ def make_estimator(path: str, params: Mapping[str, Any]) -> Any:
         estimator = cls(**params)
     except TypeError as exc:
         raise InvalidInput(f"{path}: {exc}") from exc
+    own_check = getattr(estimator, "check_params", None)  # mloop's own estimators
+    if callable(own_check):
+        own_check()
     validate = getattr(estimator, "_validate_params", None)
     # scikit-learn's own check; XGBoost's and LightGBM's classes inherit the method without
     # the constraints it reads, and check their parameters when they fit
