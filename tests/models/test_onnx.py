@@ -100,7 +100,7 @@ def _fit(estimator: Any, task: str, labels: tuple[Any, Any] = ("no", "yes")) -> 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread() -> Any:
     """OpenMP's spinning threads slow small fits a lot on a busy 2-core machine."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
         yield
