@@ -27,6 +27,12 @@ def test_boosting_classifiers_learn_text_labels(sqlite_ws: Workspace, model: str
     assert served.probabilities is not None
     assert set(served.probabilities[0]) == {"down", "up"}
     assert served.probabilities[0]["up"] > 0.5
+    # the estimator's package is captured with the model, for whoever loads it
+    dist = "xgboost-cpu" if model.startswith("xgboost") else "lightgbm"
+    assert f"mloop.package.{dist}" in result.run.tags
+    version = ws.registry.resolve("m")
+    requirements = ws.registry.files(version)["requirements.txt"]
+    assert dist in ws.artifacts.get_bytes(requirements).decode()
 
 
 @pytest.mark.parametrize("model", ["xgboost.XGBRegressor", "lightgbm.LGBMRegressor"])

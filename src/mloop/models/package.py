@@ -14,6 +14,7 @@ import io
 import json
 import pickle
 import platform
+from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,9 +43,17 @@ FLAVOR_SKLEARN = "sklearn"
 CAPTURED_PACKAGES = ("mloop", "scikit-learn", "numpy", "pandas", "scipy", "joblib")
 
 
-def captured_dependencies() -> dict[str, str]:
+def captured_dependencies(modules: Sequence[str] = ()) -> dict[str, str]:
+    """Python's version and the installed versions of ``CAPTURED_PACKAGES`` plus the
+    distributions that provide ``modules`` (top-level import names, e.g. ``xgboost``, whose
+    distribution may be ``xgboost-cpu``)."""
     found: dict[str, str] = {"python": platform.python_version()}
-    for name in CAPTURED_PACKAGES:
+    names = list(CAPTURED_PACKAGES)
+    if modules:
+        providers = importlib_metadata.packages_distributions()
+        for module in modules:
+            names += providers.get(module, [module])
+    for name in dict.fromkeys(names):
         try:
             found[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -108,9 +117,13 @@ def mlmodel_file(meta: ModelMeta, size: int) -> bytes:
 
 
 def requirements_file(meta: ModelMeta) -> bytes:
-    """Pinned pip requirements of the pipeline (what MLflow reads to build an environment)."""
-    pins = {"scikit-learn", "numpy", "pandas", "scipy"}
-    lines = [f"{name}=={v}" for name, v in sorted(meta.dependencies.items()) if name in pins]
+    """Pinned pip requirements of the pipeline (what MLflow reads to build an environment):
+    the captured packages, the estimator's own (XGBoost, LightGBM, torch) among them."""
+    lines = [
+        f"{name}=={v}"
+        for name, v in sorted(meta.dependencies.items())
+        if name not in ("python", "mloop", "joblib")
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 

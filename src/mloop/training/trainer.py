@@ -297,7 +297,15 @@ class TrainingService:
             )
         dropped = prepared.dropped
         commit, dirty = git_commit()
-        deps = captured_dependencies()
+        # the packages the model needs where it is loaded: its estimator's, ONNX's if exported
+        roots = {type(estimator).__module__.split(".")[0]} - {"sklearn", "mloop", "__main__"}
+        if model.startswith("pyfunc:"):
+            roots.add(model.removeprefix("pyfunc:").split(".")[0])
+        if type(estimator).__module__ == "mloop.training.torch_models":
+            roots.add("torch")
+        if onnx:
+            roots |= {"onnx", "onnxruntime"}
+        deps = captured_dependencies(sorted(roots))
         run_tags = {
             "mloop.dataset": version.ref,
             "mloop.estimator": model,
