@@ -17,7 +17,7 @@ else:
 
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=80)
     import matplotlib.pyplot as plt
 
     plt.close(figure)
