@@ -1705,7 +1705,8 @@ def _packed_asof(
     # each row's keys as one number (mixed radix), then the packed value: keys, then time
     code = np.zeros(right.height, dtype=np.int64)
     left_ts = left.get_column(TS).to_physical()
-    usable = left_ts.is_not_null().to_numpy() & (left_ts.fill_null(t_low).to_numpy() >= t_low)
+    raw = left_ts.fill_null(t_low).to_numpy()  # the entity rows' times, a null as the first
+    usable = left_ts.is_not_null().to_numpy() & (raw >= t_low)
     block = np.zeros(left.height, dtype=np.int64)
     step = 1
     for k, column, low, size in zip(keys, right_keys, lows, sizes, strict=True):
@@ -1736,7 +1737,7 @@ def _packed_asof(
         sorted_packed = ordered.get_column("p").to_numpy()
         rows = ordered.get_column("i").cast(pl.Int64).to_numpy()
     # a time after the last one finds what the last one finds: clamp it inside the span
-    times = np.minimum(left_ts.fill_null(t_low).to_numpy(), t_high)
+    times = np.minimum(raw, t_high)
     wanted = block + np.where(usable, times - t_low, 0)
     # binary searches in order walk the sorted array forward: three times faster than at random
     by_value = np.argsort(wanted)
@@ -1746,7 +1747,6 @@ def _packed_asof(
     hit = usable & (at >= 0) & (sorted_packed[safe] >= block)  # the same keys, not the one before
     found = np.where(hit, rows[safe], -1)
     if ttl:
-        raw = left_ts.fill_null(t_low).to_numpy()
         hit &= right_ts[np.maximum(found, 0)] >= raw - ttl * 1_000_000
         found = np.where(hit, found, -1)
     return found

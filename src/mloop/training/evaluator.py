@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mloop.core.errors import InvalidInput
 from mloop.core.lazy import lazy_module
-from mloop.data import DatasetService
+from mloop.data import DatasetService, DatasetVersion
 from mloop.models import frame_from_table
 from mloop.registry import DEFAULT_LATENCY_ROWS, ModelVersion, RegistryService
 from mloop.training.metrics import calibration, classification_metrics, regression_metrics
@@ -58,6 +58,26 @@ class EvaluationService:
         self._datasets = datasets
         self._registry = registry
 
+    def _version_and_data(
+        self, model: str | ModelVersion, dataset: str, *, with_target: bool = False
+    ) -> tuple[ModelVersion, DatasetVersion]:
+        """The model version and the dataset version, which must hold every model input (and
+        with ``with_target`` the model's target, checked first)."""
+        version = self._registry.resolve(model) if isinstance(model, str) else model
+        signature = version.require_signature()
+        data = self._datasets.get(dataset)
+        if with_target and signature.target not in data.schema_.names:
+            raise InvalidInput(
+                f"dataset {data.ref} has no target column {signature.target!r} "
+                f"(model {version.ref} predicts it)"
+            )
+        lacking = [c.name for c in signature.inputs if c.name not in data.schema_.names]
+        if lacking:
+            raise InvalidInput(
+                f"dataset {data.ref} lacks input {lacking[0]!r} of model {version.ref}"
+            )
+        return version, data
+
     def evaluate(
         self,
         model: str | ModelVersion,
@@ -73,20 +93,9 @@ class EvaluationService:
 
         Everything is checked before any prediction: the target column, the inputs, the
         sensitive and slice columns, ``latency_rows``."""
-        version = self._registry.resolve(model) if isinstance(model, str) else model
+        version, data = self._version_and_data(model, dataset, with_target=True)
         signature = version.require_signature()
-        data = self._datasets.get(dataset)
         names = set(data.schema_.names)
-        if signature.target not in names:
-            raise InvalidInput(
-                f"dataset {data.ref} has no target column {signature.target!r} "
-                f"(model {version.ref} predicts it)"
-            )
-        lacking = [c.name for c in signature.inputs if c.name not in names]
-        if lacking:
-            raise InvalidInput(
-                f"dataset {data.ref} lacks input {lacking[0]!r} of model {version.ref}"
-            )
         for kind, columns in (("sensitive", sensitive), ("slice", slices)):
             if isinstance(columns, str):
                 raise InvalidInput(f"give the {kind} columns as a list")
@@ -199,14 +208,8 @@ class EvaluationService:
         otherwise. ``store`` keeps them with the version (Parquet, ``mloop.explanation``)."""
         from mloop.training.explain import explain
 
-        version = self._registry.resolve(model) if isinstance(model, str) else model
+        version, data = self._version_and_data(model, dataset)
         signature = version.require_signature()
-        data = self._datasets.get(dataset)
-        lacking = [c.name for c in signature.inputs if c.name not in data.schema_.names]
-        if lacking:
-            raise InvalidInput(
-                f"dataset {data.ref} lacks input {lacking[0]!r} of model {version.ref}"
-            )
         if rows is not None and rows < 1:
             raise InvalidInput(f"rows must be at least 1, not {rows}")
         table = self._datasets.load(data, columns=signature.input_names)

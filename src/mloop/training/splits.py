@@ -63,8 +63,8 @@ def check_validation(
         raise InvalidInput("grouped cross-validation needs the group column (--group-column)")
     if kind == "timeseries" and not time_column:
         raise InvalidInput("time-series validation needs the time column (--time-column)")
-    if kind == "stratified" and task == "regression":
-        raise InvalidInput("stratified cross-validation needs classes: use kfold for a regressor")
+    if kind == "stratified" and task is not None:
+        check_task(Validation(kind), task)
     if group_column and kind != "group":
         raise InvalidInput("a group column is read only by grouped cross-validation (cv=group)")
     if time_column and kind != "timeseries":
@@ -78,6 +78,12 @@ def check_validation(
             "(a datetime, a date or a number)"
         )
     return Validation(kind, folds, group_column, time_column)
+
+
+def check_task(validation: Validation, task: str) -> None:
+    """Stratification needs classes: refused for a regressor."""
+    if validation.kind == "stratified" and task != "classification":
+        raise InvalidInput("stratified cross-validation needs classes: use kfold for a regressor")
 
 
 def holdout(

@@ -32,7 +32,7 @@ from mloop.tracking import DEFAULT_EXPERIMENT, Run, TrackingService
 from mloop.training.estimators import DEFAULT_ESTIMATOR, build_pipeline, make_estimator, task_of
 from mloop.training.metrics import classification_metrics, regression_metrics
 from mloop.training.plots import classification_plots, regression_plots
-from mloop.training.splits import Validation, check_validation, folds, holdout
+from mloop.training.splits import Validation, check_task, check_validation, folds, holdout
 
 if TYPE_CHECKING:
     import numpy as np
@@ -291,10 +291,7 @@ class TrainingService:
         )
         version, table, signature = prepared.version, prepared.table, prepared.signature
         estimator, task, store_spec = prepared.estimator, signature.task, prepared.store_spec
-        if validation.kind == "stratified" and task != "classification":
-            raise InvalidInput(
-                "stratified cross-validation needs classes: use kfold for a regressor"
-            )
+        check_task(validation, task)
         dropped = prepared.dropped
         commit, dirty = git_commit()
         # the packages the model needs where it is loaded: its estimator's, ONNX's if exported
