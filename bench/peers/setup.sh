@@ -30,6 +30,8 @@ for peer in "${peers[@]}"; do
         pandera) make_venv pandera "pandera[polars]==0.35.*" "pandas" "polars" "pyarrow" "psutil" ;;
         # the duckdb extra brings its DuckDB offline store (ibis); redis for its Redis online store
         feast) make_venv feast "feast[redis,duckdb]==0.67.*" "polars" "psutil" ;;
+        # bench/serving.py: the same HistGradientBoosting model served by `bentoml serve`
+        bentoml) make_venv bentoml "bentoml==1.4.*" "scikit-learn" "pandas" "pyarrow" "psutil" ;;
         *) echo "[peers] unknown peer $peer" >&2; exit 2 ;;
     esac
 done
