@@ -19,7 +19,7 @@ from mloop.lineage import LineageService
 from mloop.monitoring import MonitoringService
 from mloop.registry import RegistryService
 from mloop.security import AuditLog
-from mloop.serving import PredictionResult, Predictor
+from mloop.serving import DeploymentService, PredictionResult, Predictor
 from mloop.storage import Database, LocalArtifactStore
 from mloop.tracking import LoggedModelService, TrackingService
 from mloop.training import EvaluationService, PromotionService, TrainingService, TuningService
@@ -61,6 +61,7 @@ class Workspace:
         self.tuning = TuningService(self.training, self.tracking, self.db.url, self.home)
         self.evaluation = EvaluationService(self.datasets, self.registry)
         self.promotion = PromotionService(self.registry, self.evaluation)
+        self.deployments = DeploymentService(self.db, self.registry, self.audit)
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features

@@ -18,6 +18,7 @@ from mloop.core.errors import (
     SchemaMismatch,
     StorageError,
     Unauthorized,
+    Unavailable,
 )
 
 TREE = [
@@ -30,6 +31,7 @@ TREE = [
     (GateFailed, Conflict, "GATE_FAILED", 409),
     (Unauthorized, MloopError, "UNAUTHORIZED", 401),
     (Forbidden, MloopError, "FORBIDDEN", 403),
+    (Unavailable, MloopError, "UNAVAILABLE", 503),
     (StorageError, MloopError, "STORAGE_ERROR", 503),
     (IntegrityError, StorageError, "INTEGRITY_ERROR", 500),
 ]

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from mloop import __version__
 from mloop.api import errors, mlflow
 from mloop.api.auth import authenticate
 from mloop.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from mloop.api.routers import datasets, features, health, lineage, models, runs, transforms
-from mloop.serving import PredictionLogger, Predictor, ServingMetrics
+from mloop.api.routers import (
+    datasets,
+    deployments,
+    features,
+    health,
+    lineage,
+    models,
+    runs,
+    transforms,
+)
+from mloop.api.serving import ServingEndpoints, ServingMiddleware
+from mloop.serving import PredictionLogger, Predictor, ServingMetrics, ServingRuntime
 from mloop.workspace import Workspace
 
 
-def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
-    """The app for ``ws``. Predictions are logged to the workspace unless told otherwise."""
+def create_app(
+    ws: Workspace,
+    *,
+    log_predictions: bool = True,
+    default_deployment: str | None = None,
+) -> FastAPI:
+    """The app for ``ws``. Predictions are logged to the workspace unless told otherwise;
+    ``default_deployment`` answers MLflow's ``POST /invocations`` (default: the only one)."""
     settings = ws.settings
     logger = (
         PredictionLogger(
@@ -30,18 +48,32 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
         else None
     )
     metrics = ServingMetrics(logger)
+    runtime = ServingRuntime(
+        ws.deployments,
+        ws.registry,
+        metrics,
+        logger,
+        features=ws.features,
+        refresh_seconds=settings.alias_cache_seconds,
+        max_concurrency=settings.serve_max_concurrency,
+    )
+    endpoints = ServingEndpoints(runtime, default_deployment)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if logger is not None:
             logger.start()
+        await asyncio.to_thread(runtime.start)  # every deployment loaded before traffic
         try:
             yield
         finally:
+            # uvicorn has stopped accepting and waited for requests in flight: what they
+            # queued for the prediction log is written before the process ends
+            runtime.stop()
             if logger is not None:
                 logger.close()
 
-    app = FastAPI(
+    app = _App(
         title="mloop",
         version=__version__,
         description="The production ML loop: datasets, validation, runs, models, "
@@ -50,6 +82,7 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
     )
     app.state.workspace = ws
     app.state.metrics = metrics
+    app.state.serving = endpoints
     app.state.prediction_logger = logger
     app.state.predictor = Predictor(
         ws.registry,
@@ -66,7 +99,25 @@ def create_app(ws: Workspace, *, log_predictions: bool = True) -> FastAPI:
     app.include_router(runs.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
     app.include_router(features.router, dependencies=secured)
+    app.include_router(deployments.router, dependencies=secured)
+    app.include_router(deployments.data_plane)
     mlflow.install(app, secured)  # MLflow's REST API, for the unmodified mlflow client
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware)
+    # outside every other layer: predict requests skip FastAPI's middleware, routing and body
+    # models (see api/serving.py)
+    app.data_plane = (endpoints, settings.serve_max_body_bytes)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with the serving data plane in front of its whole middleware stack."""
+
+    data_plane: tuple[ServingEndpoints, int] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.data_plane is None:
+            return stack
+        endpoints, limit = self.data_plane
+        return ServingMiddleware(stack, endpoints, max_body_bytes=limit)

@@ -8,7 +8,18 @@ from typing import Annotated
 import typer
 
 from mloop import __version__
-from mloop.cli import data, experiments, features, lineage, models, monitor, runs, transforms
+from mloop.cli import (
+    data,
+    deployments,
+    experiments,
+    features,
+    lineage,
+    models,
+    monitor,
+    predict,
+    runs,
+    transforms,
+)
 from mloop.cli._common import console, new_app, open_workspace, print_json
 from mloop.cli.demo import demo
 from mloop.cli.serve import serve
@@ -64,6 +75,7 @@ app.command()(demo)
 app.command()(train)
 app.command()(tune)
 app.command()(serve)
+app.command()(deployments.deploy)
 register_stream_commands(data.app)
 app.add_typer(data.app, name="data")
 app.add_typer(transforms.app, name="transforms")
@@ -72,6 +84,8 @@ app.add_typer(lineage.app, name="lineage")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(deployments.app, name="deployments")
+app.add_typer(predict.app, name="predict")
 app.add_typer(monitor.app, name="monitor")
 
 

@@ -12,6 +12,7 @@ from mloop.core.errors import (
     SchemaMismatch,
     StorageError,
     Unauthorized,
+    Unavailable,
 )
 from mloop.core.schema import Column, ColumnType, TableSchema
 from mloop.core.settings import Settings
@@ -32,4 +33,5 @@ __all__ = [
     "StorageError",
     "TableSchema",
     "Unauthorized",
+    "Unavailable",
 ]

@@ -9,6 +9,7 @@
     │   └── GateFailed          a model version failed promotion gates   (HTTP 409)
     ├── Unauthorized            no or bad credentials                    (HTTP 401)
     ├── Forbidden               credentials lack the right               (HTTP 403)
+    ├── Unavailable             busy or timed out: try again later       (HTTP 503)
     └── StorageError            a backend failed or holds corrupt data   (HTTP 503 / 500)
         └── IntegrityError      stored bytes no longer match their hash
 
@@ -80,6 +81,14 @@ class Forbidden(MloopError):
     http_status = 403
 
 
+class Unavailable(MloopError):
+    """The server is at its concurrency limit, or a request waited past its timeout: the
+    request was not served and may be retried."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
+
+
 class StorageError(MloopError):
     code = "STORAGE_ERROR"
     http_status = 503
@@ -102,4 +111,5 @@ __all__ = [
     "SchemaMismatch",
     "StorageError",
     "Unauthorized",
+    "Unavailable",
 ]

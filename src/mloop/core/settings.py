@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     alias_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long the server trusts an alias lookup."
     )
+    serve_max_concurrency: int = Field(
+        default=512,
+        gt=0,
+        description="Predict requests one server worker serves at once; beyond it 503 "
+        "(with Retry-After), never an unbounded queue.",
+    )
+    serve_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="The largest predict request body a server accepts (413 beyond it).",
+    )
     tracking_uri: str | None = Field(
         default=None,
         description="Where the fluent API logs: an mloop server (http://host:port) or a "

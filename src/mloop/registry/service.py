@@ -36,8 +36,10 @@ from mloop.models import (
     FLAVOR_SKLEARN,
     META_FILE,
     MLMODEL_FILE,
+    ONNX_FILE,
     LoadedModel,
     ModelMeta,
+    OnnxPredictor,
     Signature,
     load_package,
 )
@@ -149,7 +151,7 @@ class RegistryService:
         self._tracking = tracking
         self._audit = audit
         self._lineage = lineage
-        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._cache: OrderedDict[str, LoadedModel | OnnxPredictor] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     # -- writing -----------------------------------------------------------------------
@@ -1002,17 +1004,49 @@ class RegistryService:
                 "packages it trains; load this one with mlflow.pyfunc.load_model"
             )
         key = version.manifest_digest
+        cached = self._cached(key)
+        if cached is not None:
+            assert isinstance(cached, LoadedModel)
+            return cached
+        model = load_package(self._artifacts, key)
+        self._keep(key, model)
+        return model
+
+    def load_onnx(self, ref: str | ModelVersion) -> OnnxPredictor | None:
+        """The version's ONNX export in ONNX Runtime (one intra-op thread), or None when it
+        has none, when its export disagreed with the native model at training time
+        (``onnx_ok`` is 0), or when ONNX Runtime is not installed (``mloop[onnx]``)."""
+        version = ref if isinstance(ref, ModelVersion) else self.resolve(ref)
+        if version.signature is None or version.info.get("metrics", {}).get("onnx_ok") != 1.0:
+            return None
+        digest = self.files(version).get(ONNX_FILE)
+        if digest is None:
+            return None
+        try:
+            import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            return None
+        key = f"onnx:{digest}"
+        cached = self._cached(key)
+        if cached is not None:
+            assert isinstance(cached, OnnxPredictor)
+            return cached
+        predictor = OnnxPredictor(self._artifacts.get_bytes(digest), version.signature)
+        self._keep(key, predictor)
+        return predictor
+
+    def _cached(self, key: str) -> LoadedModel | OnnxPredictor | None:
         with self._cache_lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return cached
-        model = load_package(self._artifacts, key)
+            return cached
+
+    def _keep(self, key: str, model: LoadedModel | OnnxPredictor) -> None:
         with self._cache_lock:
             self._cache[key] = model
             while len(self._cache) > MODEL_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return model
 
 
 # -- helpers -----------------------------------------------------------------------------------

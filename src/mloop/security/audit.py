@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from datetime import datetime
@@ -17,9 +18,14 @@ from mloop.storage import Database, tables
 
 
 def local_actor() -> str:
-    """In local single-user mode the actor is the operating-system user."""
+    """In local single-user mode the actor is ``$MLOOP_USER`` or the operating-system user."""
+    return os.environ.get("MLOOP_USER") or _os_user()
+
+
+@functools.cache
+def _os_user() -> str:
     try:
-        return os.environ.get("MLOOP_USER") or getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
         return f"uid:{os.getuid()}"
 

@@ -1,7 +1,8 @@
 """The prediction log: every served row, written off the request path, in batches.
 
-Requests put records on an in-memory queue and return; one background thread drains it and
-writes each batch in a single transaction, so a reader (or a crash) sees whole records only.
+Requests append their records to an in-memory queue and return (one append per request,
+no lock held while writing); one background thread drains it and writes each batch in a
+single transaction, so a reader (or a crash) sees whole records only.
 What a SIGKILL can lose: the records still queued, at most ``flush_seconds`` worth of traffic.
 A full queue drops records rather than slow requests down, and counts them
 (``mloop_prediction_log_dropped_total``).
@@ -9,18 +10,19 @@ A full queue drops records rather than slow requests down, and counts them
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from mloop.storage import Database, tables
 
 log = logging.getLogger("mloop.serving")
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,9 @@ class PredictionRecord:
     latency_ms: float
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    deployment: str | None = None
+    variant: str | None = None
+    shadow: bool | None = None
 
 
 class PredictionLogger:
@@ -47,10 +52,15 @@ class PredictionLogger:
         self._db = db
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
-        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(maxsize=queue_size)
+        self._capacity = queue_size
+        # each request appends its list of records (one append, no per-record wake-up); the
+        # writer pops from the other end
+        self._chunks: deque[list[PredictionRecord]] = deque()
+        self._counts = threading.Condition(threading.Lock())  # guards the counters below
+        self._queued = 0  # records in _chunks
+        self._pending = 0  # records accepted and not yet written (or lost)
+        self._wake = threading.Event()
         self._stop = threading.Event()
-        self._idle = threading.Condition()
-        self._pending = 0
         self._thread: threading.Thread | None = None
         self.written = 0
         self.dropped = 0
@@ -65,33 +75,41 @@ class PredictionLogger:
             self._thread.start()
 
     def log(self, records: list[PredictionRecord]) -> None:
-        """Queue records; never blocks the caller."""
-        with self._idle:
-            self._pending += len(records)
-        for i, record in enumerate(records):
-            try:
-                self._queue.put_nowait(record)
-            except queue.Full:
-                lost = len(records) - i
-                with self._idle:  # requests log from many threads: count under the lock
-                    self.dropped += lost
-                    self._pending -= lost
-                    self._idle.notify_all()
-                return
+        """Queue records; never blocks the caller. Beyond the queue's size they are dropped
+        and counted."""
+        n = len(records)
+        with self._counts:
+            room = self._capacity - self._queued
+            if n > room:
+                self.dropped += n - max(room, 0)
+                n = max(room, 0)
+                records = records[:n]
+            self._queued += n
+            self._pending += n
+            backlog = self._queued
+        if n:
+            self._chunks.append(records)
+            if backlog >= self._batch_size and not self._wake.is_set():
+                self._wake.set()
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queued
 
-    def _drain(self, limit: int) -> list[PredictionRecord]:
+    def _take(self, limit: int) -> list[PredictionRecord]:
         batch: list[PredictionRecord] = []
-        while len(batch) < limit:
-            try:
-                record = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if record is not None:  # None only wakes the writer up (see close)
-                batch.append(record)
+        chunks = self._chunks
+        while chunks and len(batch) < limit:
+            chunk = chunks.popleft()
+            room = limit - len(batch)
+            if len(chunk) > room:
+                batch.extend(chunk[:room])
+                chunks.appendleft(chunk[room:])
+            else:
+                batch.extend(chunk)
+        if batch:
+            with self._counts:
+                self._queued -= len(batch)
         return batch
 
     def _write(self, batch: list[PredictionRecord]) -> None:
@@ -103,8 +121,12 @@ class PredictionLogger:
                 "model_version": r.model_version,
                 "ts": r.ts_ms,
                 "latency_ms": r.latency_ms,
-                "inputs": json.dumps(r.inputs, separators=(",", ":"), allow_nan=True),
-                "outputs": json.dumps(r.outputs, separators=(",", ":"), allow_nan=True),
+                # orjson writes NaN and infinities as null, and NumPy scalars as numbers
+                "inputs": orjson.dumps(r.inputs, option=_NUMPY).decode(),
+                "outputs": orjson.dumps(r.outputs, option=_NUMPY).decode(),
+                "deployment": r.deployment,
+                "variant": r.variant,
+                "shadow": r.shadow,
             }
             for r in batch
         ]
@@ -122,58 +144,42 @@ class PredictionLogger:
         self.failed_batches += 1
         self.dropped += len(rows)
 
+    def _write_pending(self) -> None:
+        while batch := self._take(self._batch_size):
+            try:
+                self._write(batch)
+            finally:
+                with self._counts:
+                    self._pending -= len(batch)
+                    self._counts.notify_all()
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            deadline = time.monotonic() + self._flush_seconds
-            batch: list[PredictionRecord] = []
-            while len(batch) < self._batch_size:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    record = self._queue.get(timeout=timeout)
-                except queue.Empty:
-                    break
-                if record is None:  # woken by close(): write what we have, then stop
-                    break
-                batch.append(record)
-                batch.extend(self._drain(self._batch_size - len(batch)))
-                if self._stop.is_set():
-                    break
-            if batch:
-                self._write(batch)
-                with self._idle:
-                    self._pending -= len(batch)
-                    self._idle.notify_all()
-        self._flush_remaining()
-
-    def _flush_remaining(self) -> None:
-        while batch := self._drain(self._batch_size):
-            self._write(batch)
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            self._write_pending()
+        self._write_pending()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written; True when it is."""
         if self._thread is None:
-            self._flush_remaining()
+            self._write_pending()
             return True
         deadline = time.monotonic() + timeout
-        with self._idle:
+        self._wake.set()
+        with self._counts:
             while self._pending > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._idle.wait(remaining)
+                self._counts.wait(remaining)
         return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the writer after it has written everything queued."""
         self._stop.set()
-        with contextlib.suppress(queue.Full):  # a full queue means the writer is awake anyway
-            self._queue.put_nowait(None)
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._flush_remaining()
+        self._write_pending()

@@ -79,28 +79,8 @@ class Predictor:
             return name if name in self._known else UNKNOWN_MODEL
 
     def with_features(self, version: ModelVersion, rows: Any) -> list[dict[str, Any]]:
-        """A model trained on a training set is served by entity keys (and request fields):
-        its features come from the online store through the feature store's one code path
-        (on-demand features computed the same way as in training). A feature a row already
-        carries is fetched all the same: what the store says is what the model sees."""
-        from mloop.core.errors import InvalidInput
-
         assert self._features is not None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise InvalidInput("rows are a list of objects")
-        spec = version.info["feature_store"]
-        if not rows:
-            return rows
-        fetched = self._features.online(rows, spec["features"])
-        inputs = {c.name for c in version.require_signature().inputs}
-        keys = [k for k in spec["keys"] if k not in inputs]  # which row, not a model input
-        merged = []
-        for row, found in zip(rows, fetched.rows, strict=True):
-            both = {**row, **found}
-            for key in keys:
-                del both[key]
-            merged.append(both)
-        return merged
+        return rows_with_features(self._features, version, rows)
 
     def predict(self, ref: str, rows: Any) -> PredictionResult:
         from mloop.core.errors import InvalidInput
@@ -147,3 +127,29 @@ class Predictor:
             request_id=request_id,
             latency_ms=latency_ms,
         )
+
+
+def rows_with_features(
+    features: FeatureService, version: ModelVersion, rows: Any
+) -> list[dict[str, Any]]:
+    """A model trained on a training set is served by entity keys (and request fields): its
+    features come from the online store through the feature store's one code path (on-demand
+    features computed the same way as in training). A feature a row already carries is
+    fetched all the same: what the store says is what the model sees."""
+    from mloop.core.errors import InvalidInput
+
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InvalidInput("rows are a list of objects")
+    spec = version.info["feature_store"]
+    if not rows:
+        return rows
+    fetched = features.online(rows, spec["features"])
+    inputs = {c.name for c in version.require_signature().inputs}
+    keys = [k for k in spec["keys"] if k not in inputs]  # which row, not a model input
+    merged = []
+    for row, found in zip(rows, fetched.rows, strict=True):
+        both = {**row, **found}
+        for key in keys:
+            del both[key]
+        merged.append(both)
+    return merged

@@ -219,6 +219,9 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("inputs", sa.Text, nullable=False),
     sa.Column("outputs", sa.Text, nullable=False),
+    sa.Column("deployment", NAME, nullable=True),  # revision 0008: served through a deployment
+    sa.Column("variant", NAME, nullable=True),  # ... by this variant of it
+    sa.Column("shadow", sa.Boolean, nullable=True),  # ... as a shadow: never returned
     sa.Index(None, "model_name", "ts"),
 )
 
@@ -452,4 +455,20 @@ model_evaluations = sa.Table(
     sa.Column("created_at", MS, nullable=False),
     sa.Column("created_by", NAME, nullable=True),
     sa.Index("ix_model_evaluations_version", "model_version_id", "dataset_version_id", "spec_hash"),
+)
+
+# -- revision 0008 ---------------------------------------------------------------------------
+
+# what a server serves under a name: variants (model references), strategy, batching
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False, unique=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),  # bumped by every change: servers poll it
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("created_by", NAME, nullable=True),
+    sa.Column("updated_at", MS, nullable=False),
+    sa.Column("updated_by", NAME, nullable=True),
 )

@@ -1,0 +1,7 @@
+"""mloop predict: inference in bulk — over a dataset (batch) or a stream."""
+
+from __future__ import annotations
+
+from mloop.cli._common import new_app
+
+app = new_app("Predict in bulk with a deployment: over a dataset (batch) or a stream.")
