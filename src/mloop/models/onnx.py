@@ -432,6 +432,12 @@ class OnnxPredictor:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # a graph that only concatenates its numeric inputs takes the matrix directly: ONNX
+        # Runtime binds one tensor instead of one per column (90 -> 40 µs a row, 20 columns)
+        fused = _fuse_numeric_inputs(model_bytes, signature)
+        self._fused: str | None = None
+        if fused is not None:
+            model_bytes, self._fused = fused
         self.session = ort.InferenceSession(
             model_bytes, options, providers=["CPUExecutionProvider"]
         )
@@ -439,6 +445,8 @@ class OnnxPredictor:
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.null_string = metadata.get(METADATA_NULL_STRING, NULL_STRING)
         inputs = {i.name: i.type for i in self.session.get_inputs()}
+        if self._fused is not None:
+            inputs = dict.fromkeys(signature.input_names, inputs[self._fused])
         missing = [n for n in signature.input_names if n not in inputs]
         if missing:
             raise SchemaMismatch(f"the ONNX model has no input {missing[0]!r}")
@@ -475,6 +483,14 @@ class OnnxPredictor:
         return labels, probabilities
 
     def feeds_from_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
+        if self._fused is not None:
+            dtype = self._inputs[0][2]
+            columns = [frame[name].to_numpy(dtype=dtype) for name, _, _ in self._inputs]
+            return {
+                self._fused: np.column_stack(columns)
+                if len(frame)
+                else np.empty((0, len(columns)), dtype=dtype)
+            }
         feeds: dict[str, Any] = {}
         for name, _kind, dtype in self._inputs:
             series = frame[name]
@@ -491,6 +507,13 @@ class OnnxPredictor:
     def feeds_from_rows(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         """Feeds straight from JSON rows, without pandas; None when a row does not fit the
         signature exactly (the caller then lets :func:`frame_from_rows` say what is wrong)."""
+        table = self.table_from_rows(rows)
+        return None if table is None else self.feeds_from_table(table)
+
+    def table_from_rows(self, rows: Sequence[dict[str, Any]]) -> list[list[Any]] | None:
+        """The rows' values in input order (nulls filled as the graph expects), or None when a
+        row does not fit the signature exactly. Tables of several requests concatenate into
+        one batch with ``+``."""
         width = len(self._inputs)
         null_string = self.null_string
         table: list[list[Any]] = []
@@ -514,6 +537,11 @@ class OnnxPredictor:
                     return None
                 values.append(value)
             table.append(values)
+        return table
+
+    def feeds_from_table(self, table: list[list[Any]]) -> dict[str, Any]:
+        if self._fused is not None:
+            return {self._fused: np.array(table, dtype=self._inputs[0][2])}
         if self._all_numeric:
             # one array, a column of it per input: a column of a Fortran-ordered array is
             # contiguous, so ONNX Runtime takes it without a copy
@@ -556,6 +584,36 @@ class OnnxPredictor:
 
 
 _ABSENT = object()
+
+
+def _fuse_numeric_inputs(model_bytes: bytes, signature: Signature) -> tuple[bytes, str] | None:
+    """When every input is a numeric column of one element type and the graph's only use of
+    them is one ``Concat`` along the columns, in signature order, the same graph with that
+    node removed and its output as the one input: a ``[rows, columns]`` matrix. None when the
+    graph has another shape."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    names = signature.input_names
+    if not names or [i.name for i in graph.input] != names:
+        return None
+    types = {i.type.tensor_type.elem_type for i in graph.input}
+    if len(types) != 1 or types & {onnx.TensorProto.STRING}:
+        return None
+    users = [n for n in graph.node if any(x in names for x in n.input)]
+    if len(users) != 1 or users[0].op_type != "Concat" or list(users[0].input) != names:
+        return None
+    concat = users[0]
+    axis = next((a.i for a in concat.attribute if a.name == "axis"), None)
+    if axis not in (1, -1) or len(concat.output) != 1:
+        return None
+    matrix = helper.make_tensor_value_info(concat.output[0], types.pop(), [None, len(names)])
+    graph.node.remove(concat)
+    del graph.input[:]
+    graph.input.append(matrix)
+    return model.SerializeToString(), concat.output[0]
 
 
 # --- verification ---------------------------------------------------------------------------

@@ -23,6 +23,19 @@ from mloop.storage import Database, tables
 
 log = logging.getLogger("mloop.serving")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_COLUMNS = (
+    "request_id",
+    "row_index",
+    "model_name",
+    "model_version",
+    "ts",
+    "latency_ms",
+    "inputs",
+    "outputs",
+    "deployment",
+    "variant",
+    "shadow",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +75,7 @@ class PredictionLogger:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._statement: tuple[str, list[str] | None] | None = None
         self.written = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -112,28 +126,48 @@ class PredictionLogger:
                 self._queued -= len(batch)
         return batch
 
+    def _insert(self) -> tuple[str, list[str] | None]:
+        """The INSERT in the database's own parameter style, compiled once: the writer hands
+        the driver plain tuples (or dicts), skipping SQLAlchemy's per-row work — it runs beside
+        the request path and holds the GIL while it works."""
+        if self._statement is None:
+            compiled = tables.predictions.insert().compile(
+                dialect=self._db.engine.dialect, column_keys=list(_COLUMNS)
+            )
+            order = list(compiled.positiontup or []) if compiled.positional else None
+            self._statement = (str(compiled), order)
+        return self._statement
+
     def _write(self, batch: list[PredictionRecord]) -> None:
-        rows = [
-            {
-                "request_id": r.request_id,
-                "row_index": r.row_index,
-                "model_name": r.model_name,
-                "model_version": r.model_version,
-                "ts": r.ts_ms,
-                "latency_ms": r.latency_ms,
-                # orjson writes NaN and infinities as null, and NumPy scalars as numbers
-                "inputs": orjson.dumps(r.inputs, option=_NUMPY).decode(),
-                "outputs": orjson.dumps(r.outputs, option=_NUMPY).decode(),
-                "deployment": r.deployment,
-                "variant": r.variant,
-                "shadow": r.shadow,
-            }
+        dumps = orjson.dumps
+        # orjson writes NaN and infinities as null, and NumPy scalars as numbers
+        values = [
+            (
+                r.request_id,
+                r.row_index,
+                r.model_name,
+                r.model_version,
+                r.ts_ms,
+                r.latency_ms,
+                dumps(r.inputs, option=_NUMPY).decode(),
+                dumps(r.outputs, option=_NUMPY).decode(),
+                r.deployment,
+                r.variant,
+                r.shadow,
+            )
             for r in batch
         ]
+        sql, order = self._insert()
+        rows: list[Any]
+        if order is not None:
+            index = [_COLUMNS.index(name) for name in order]
+            rows = [tuple(v[i] for i in index) for v in values]
+        else:
+            rows = [dict(zip(_COLUMNS, v, strict=True)) for v in values]
         for attempt in range(5):
             try:
                 with self._db.write() as conn:
-                    conn.execute(tables.predictions.insert(), rows)
+                    conn.exec_driver_sql(sql, rows)
                 self.written += len(rows)
                 return
             except Exception:  # a busy or restarting database: retry, then count the loss

@@ -22,6 +22,7 @@ else:
     pd = lazy_module("pandas")
 
 Output = tuple[list[Any], list[dict[str, float]] | None]
+_TABLE, _FEEDS = "table", "feeds"
 
 
 class ServedModel:
@@ -35,28 +36,48 @@ class ServedModel:
         self.input_types = {c.name: c.type for c in model.signature.inputs}
 
     def prepare(self, rows: Any) -> tuple[Any, int]:
-        """The model input for ``rows`` and its row count; SchemaMismatch when they do not fit."""
+        """The model input for ``rows`` and its row count; SchemaMismatch when they do not fit.
+
+        For ONNX Runtime the input is a plain table (a list of value lists) when the rows fit
+        the signature exactly — a batch of them is one list, turned into arrays once — else
+        the feeds built through :func:`frame_from_rows`, which names any problem."""
         model = self.model
         if isinstance(model, OnnxPredictor):
-            feeds = model.feeds_from_rows(rows) if isinstance(rows, list) and rows else None
-            if feeds is None:  # not an exact fit: the frame path names the problem (or fixes it)
+            table = model.table_from_rows(rows) if isinstance(rows, list) and rows else None
+            if table is None:  # not an exact fit: the frame path names the problem (or fixes it)
                 frame = frame_from_rows(rows, self.signature)
-                return model.feeds_from_frame(frame), len(frame)
-            return feeds, len(rows)
+                return (_FEEDS, model.feeds_from_frame(frame)), len(frame)
+            return (_TABLE, table), len(table)
         frame = frame_from_rows(rows, self.signature)
         return frame, len(frame)
 
     def run(self, batch: Sequence[tuple[Any, int]]) -> list[Output]:
         """Predict every prepared input of ``batch`` in one model call."""
         model = self.model
-        if len(batch) == 1:
-            return [self._predict(batch[0][0])]
+        joined: Any
         if isinstance(model, OnnxPredictor):
-            first = batch[0][0]
-            joined: Any = {name: np.concatenate([b[0][name] for b in batch]) for name in first}
+            if all(kind == _TABLE for (kind, _), _ in batch):
+                table: list[list[Any]] = []
+                for (_, part), _ in batch:
+                    table += part
+                joined = model.feeds_from_table(table)
+            else:
+                feeds = [
+                    part if kind == _FEEDS else model.feeds_from_table(part)
+                    for (kind, part), _ in batch
+                ]
+                joined = (
+                    feeds[0]
+                    if len(feeds) == 1
+                    else {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+                )
+        elif len(batch) == 1:
+            joined = batch[0][0]
         else:
             joined = pd.concat([b[0] for b in batch], ignore_index=True)
         labels, probabilities = self._predict(joined)
+        if len(batch) == 1:
+            return [(labels, probabilities)]
         out: list[Output] = []
         start = 0
         for _, rows in batch:
