@@ -32,6 +32,7 @@ from mloop.workspace import Workspace
 
 DATASET = "transactions"
 MODEL = "fraud-detector"
+DEPLOYMENT = "fraud"
 ESTIMATOR = "sklearn.ensemble.HistGradientBoostingClassifier"
 MERCHANT_FEATURES = ["merchant_stats:fraud_rate", "merchant_stats:mean_amount"]
 
@@ -203,7 +204,13 @@ def _run(
         )
         progress.advance(step)
 
-        step = progress.add_task("7/9 start the server", total=1)
+        step = progress.add_task("7/9 deploy and start the server", total=1)
+        # the deployment follows the champion alias: promoting another version re-points it
+        ws.deployments.create(
+            DEPLOYMENT,
+            {"variants": [{"name": "primary", "model": f"{MODEL}@champion"}]},
+            replace=True,
+        )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start_server(ws.home, port, demo_dir / "server.log")
@@ -224,7 +231,9 @@ def _run(
                         drift_started_at = now()
                     for offset in range(0, frame.height, rows_per_request):
                         batch = frame.slice(offset, rows_per_request).to_dicts()
-                        response = client.post(f"/v1/models/{MODEL}/predict", json={"rows": batch})
+                        response = client.post(
+                            f"/v1/deployments/{DEPLOYMENT}/predict", json={"rows": batch}
+                        )
                         sent += 1
                         if response.status_code == 200:
                             predicted += len(response.json()["predictions"])
@@ -353,10 +362,11 @@ def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> Non
         "feature store",
         f"{s.feature_view}: {s.merchants_online} merchants materialized and read online",
     )
+    model_name = s.model.split("@")[0]
     table.add_row(
         "served",
         f"{s.requests} requests, {s.predictions:,} predictions, {s.failed_requests} failed "
-        f"(server was {s.server_url})",
+        f"(deployment {DEPLOYMENT} on {model_name}@champion, server was {s.server_url})",
     )
     table.add_row("logged predictions", f"{s.logged_predictions:,}")
     table.add_row("drift, 1st half", ", ".join(s.drifted_features_first_half) or "none")
@@ -376,8 +386,10 @@ def _print_summary(console: Console, s: DemoSummary, report: DriftReport) -> Non
         f"  mloop{ws_flag} runs show {s.run_id}\n"
         f"  mloop{ws_flag} models show {model}\n"
         f"  mloop{ws_flag} features status\n"
+        f"  mloop{ws_flag} deployments show {DEPLOYMENT}\n"
         f"  mloop{ws_flag} monitor drift --model {model} --since {since}\n"
-        f"  mloop{ws_flag} serve   # then open http://127.0.0.1:8000/docs\n"
+        f"  mloop{ws_flag} serve   # then POST http://127.0.0.1:8000/v1/deployments/"
+        f"{DEPLOYMENT}/predict, or open /docs\n"
         f"  the workspace itself: {s.workspace} (metadata in {s.database}, "
         "artifacts under artifacts/sha256)"
     )
