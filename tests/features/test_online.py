@@ -503,6 +503,17 @@ def test_a_model_trained_on_a_training_set_is_served_by_entity_keys(sqlite_ws: W
         )
         assert response.status_code == 400
         assert "join key 'driver_id' is str" in response.json()["message"]
+    # through a deployment: the data plane fetches the features off the event loop, the same way
+    ws.deployments.create("drivers", {"variants": [{"name": "p", "model": "driver_model@1"}]})
+    with TestClient(create_app(ws)) as client:
+        response = client.post(
+            "/v1/deployments/drivers/predict", json={"rows": [{"driver_id": 5}, {"driver_id": 6}]}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == [1, 1]
+        response = client.post("/v1/deployments/drivers/predict", json={"rows": [{"rate": 1.0}]})
+        assert response.status_code == 400
+        assert "no join key 'driver_id'" in response.json()["message"]
     # the model uses 'trips': removing it from the view is refused, naming the model
     with pytest.raises(Conflict, match=r"'trips' is removed but registered model driver_model@1"):
         ws.features.apply(_view(features=["rate", "city"]))
