@@ -17,10 +17,14 @@ from mloop.data.streams import (
     LocalLog,
     StreamConsumer,
     StreamService,
+    StreamSink,
+    StreamSource,
     StreamStats,
     parse_stream_uri,
 )
 from mloop.data.streams import mask_url as mask_stream_url
+from mloop.data.streams import open_sink as open_stream_sink
+from mloop.data.streams import open_source as open_stream_source
 from mloop.data.transform_code import (
     PythonCode,
     check_sql,
@@ -95,6 +99,8 @@ __all__ = [
     "SqlCheck",
     "StreamConsumer",
     "StreamService",
+    "StreamSink",
+    "StreamSource",
     "StreamStats",
     "Suite",
     "Transform",
@@ -118,6 +124,8 @@ __all__ = [
     "merge_profiles",
     "needs_references",
     "normalise_sql",
+    "open_stream_sink",
+    "open_stream_source",
     "parse_instant",
     "parse_ref",
     "parse_stream_uri",

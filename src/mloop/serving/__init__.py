@@ -17,6 +17,12 @@ from mloop.serving.prediction_log import PredictionLogger, PredictionRecord
 from mloop.serving.predictor import MAX_ROWS_PER_REQUEST, PredictionResult, Predictor
 from mloop.serving.runtime import LiveDeployment, Served, ServingRuntime, route_point
 from mloop.serving.served import ServedModel
+from mloop.serving.streaming import (
+    StreamPredictor,
+    StreamPredictStats,
+    predict_stream,
+    stream_predictor,
+)
 
 __all__ = [
     "MAX_ROWS_PER_REQUEST",
@@ -34,9 +40,13 @@ __all__ = [
     "ServedModel",
     "ServingMetrics",
     "ServingRuntime",
+    "StreamPredictStats",
+    "StreamPredictor",
     "Variant",
     "check_spec",
+    "predict_stream",
     "protocols",
     "route_point",
     "spec_from_options",
+    "stream_predictor",
 ]

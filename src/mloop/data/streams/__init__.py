@@ -20,6 +20,7 @@ from mloop.data.streams.consumer import (
 )
 from mloop.data.streams.events import DedupWindow, parse_batch
 from mloop.data.streams.log import LocalLog
+from mloop.data.streams.sinks import StreamSink, open_sink
 
 __all__ = [
     "QUARANTINE_COLUMNS",
@@ -29,12 +30,14 @@ __all__ = [
     "StreamConsumer",
     "StreamProducer",
     "StreamService",
+    "StreamSink",
     "StreamSource",
     "StreamStats",
     "StreamURI",
     "StreamUnavailable",
     "mask_url",
     "open_producer",
+    "open_sink",
     "open_source",
     "parse_batch",
     "parse_stream_uri",
