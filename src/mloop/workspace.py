@@ -19,7 +19,12 @@ from mloop.lineage import LineageService
 from mloop.monitoring import MonitoringService
 from mloop.registry import RegistryService
 from mloop.security import AuditLog
-from mloop.serving import DeploymentService, PredictionResult, Predictor
+from mloop.serving import (
+    BatchPredictionService,
+    DeploymentService,
+    PredictionResult,
+    Predictor,
+)
 from mloop.storage import Database, LocalArtifactStore
 from mloop.tracking import LoggedModelService, TrackingService
 from mloop.training import EvaluationService, PromotionService, TrainingService, TuningService
@@ -62,6 +67,15 @@ class Workspace:
         self.evaluation = EvaluationService(self.datasets, self.registry)
         self.promotion = PromotionService(self.registry, self.evaluation)
         self.deployments = DeploymentService(self.db, self.registry, self.audit)
+        self.batch = BatchPredictionService(
+            self.db,
+            self.datasets,
+            self.deployments,
+            self.registry,
+            self.artifacts,
+            self.audit,
+            self.lineage,
+        )
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from typing import Annotated
 
 import typer
 
 from mloop.cli._common import console, open_workspace, print_json
-
-
-def _service(ws: Any) -> Any:
-    """The workspace's batch inference service (``ws.batch``). Until the workspace wires it,
-    one made from the workspace's parts (the module is looked up by name: faces import a
-    domain package through its ``__init__``, which does not export it yet)."""
-    found = getattr(ws, "batch", None)
-    if found is not None:
-        return found
-    import importlib
-
-    module = importlib.import_module("mloop.serving.batch")
-    return module.BatchPredictionService(
-        ws.db, ws.datasets, ws.deployments, ws.registry, ws.artifacts, ws.audit, ws.lineage
-    )
 
 
 def batch(
@@ -83,16 +69,20 @@ def batch(
     if keep:
         kept = "all" if keep == ["all"] else [c for k in keep for c in k.split(",") if c]
     ws = open_workspace(ctx)
-    service = _service(ws)
-    options = {
-        "workers": workers,
-        "chunk_rows": chunk_rows,
-        "variant": variant,
-        "keep": kept,
-        "ray_address": ray_address,
-    }
+    service = ws.batch
+    run = functools.partial(
+        service.predict,
+        deployment,
+        input,
+        output,
+        workers=workers,
+        chunk_rows=chunk_rows,
+        variant=variant,
+        keep=kept,
+        ray_address=ray_address,
+    )
     if as_json:
-        print_json(service.predict(deployment, input, output, **options))
+        print_json(run())
         return
     with Progress(
         TextColumn("[bold]predicting[/bold]"),
@@ -109,7 +99,7 @@ def batch(
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = service.predict(deployment, input, output, progress=report, **options)
+        result = run(progress=report)
     how = {"process": "in this process", "local": "in local processes", "ray": "on Ray"}
     state = " (unchanged: the same predictions as before)" if result.unchanged else ""
     console.print(

@@ -2,6 +2,7 @@
 shadows), the request protocols, the prediction log, serving metrics."""
 
 from mloop.serving import protocols
+from mloop.serving.batch import BatchPrediction, BatchPredictionService
 from mloop.serving.batching import MicroBatcher
 from mloop.serving.deployments import (
     Batching,
@@ -26,6 +27,8 @@ from mloop.serving.streaming import (
 
 __all__ = [
     "MAX_ROWS_PER_REQUEST",
+    "BatchPrediction",
+    "BatchPredictionService",
     "Batching",
     "Deployment",
     "DeploymentService",
