@@ -171,9 +171,12 @@ class ServingRuntime:
             for name in revisions:
                 try:
                     self._refresh_one(name)
-                except MloopError as exc:  # one broken deployment must not stop the others
-                    log.error("deployment %s cannot be loaded: %s", name, exc.message)
-                    self._live.pop(name, None)
+                except MloopError as exc:
+                    # one broken deployment must not stop the others; one already serving keeps
+                    # serving what it has (an alias deleted under it, a model that will not
+                    # load) rather than fail every request
+                    kept = "; still serving the loaded models" if name in self._live else ""
+                    log.error("deployment %s cannot be refreshed: %s%s", name, exc.message, kept)
 
     def _refresh_one(self, name: str) -> LiveDeployment | None:
         deployment = self._deployments.find(name)
