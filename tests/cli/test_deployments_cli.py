@@ -286,14 +286,11 @@ def test_bad_input_is_one_error_line(fws: Workspace, tmp_path: Path) -> None:
     assert fws.deployments.list() == []  # nothing was created by any of them
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the CLI prints PyYAML's multi-line message for a bad --file, not one error line",
-)
 def test_bad_yaml_is_one_error_line(fws: Workspace, tmp_path: Path) -> None:
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("variants: [\n  - {name: a\n")
-    assert "is not valid YAML" in refused(fws, "deploy", "d", "--file", str(bad_yaml))
+    message = refused(fws, "deploy", "d", "--file", str(bad_yaml))
+    assert "is not valid YAML at line 2, column 3" in message
 
 
 def test_serve_refuses_half_a_tls_configuration(fws: Workspace, tmp_path: Path) -> None:

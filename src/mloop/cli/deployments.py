@@ -87,7 +87,10 @@ def _spec(
         except FileNotFoundError:
             raise InvalidInput(f"no such file: {file}") from None
         except yaml.YAMLError as exc:
-            raise InvalidInput(f"{file} is not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidInput(f"{file} is not valid YAML{where}: {problem}") from None
         if isinstance(body, dict):
             body.pop("name", None)
         return check_spec(body)

@@ -149,10 +149,17 @@ class LoadedModel:
     def predict_frame(self, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
         # a fitted scikit-learn estimator only reads its state in predict: safe across threads
         try:
-            predictions = self.estimator.predict(frame)
+            estimator, rows = self.estimator, frame
+            steps = getattr(estimator, "steps", None)
+            if steps and len(steps) > 1 and self.is_classifier:
+                # a pipeline's preprocessing once for both calls below, not once per call (its
+                # column transformer is most of a small request's time)
+                rows = estimator[:-1].transform(frame)
+                estimator = steps[-1][1]
+            predictions = estimator.predict(rows)
             probabilities = None
-            if self.is_classifier and hasattr(self.estimator, "predict_proba"):
-                probabilities = self.estimator.predict_proba(frame)
+            if self.is_classifier and hasattr(estimator, "predict_proba"):
+                probabilities = estimator.predict_proba(rows)
         except (ValueError, TypeError) as exc:
             # the rows fit the signature but not the model (a model that cannot take nulls,
             # say): the caller's data, not a server fault
