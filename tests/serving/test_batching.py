@@ -170,3 +170,25 @@ def test_queue_counters_return_to_zero(size: int) -> None:
         return (*during, batcher.queued_requests, batcher.queued_rows)
 
     assert asyncio.run(scenario()) == (size, size, 0, 0)
+
+
+def test_run_alone_predicts_on_the_callers_stack_and_is_observed() -> None:
+    model = Model()
+    observed: list[tuple[int, int]] = []
+    batcher: MicroBatcher[list[int], list[int]] = MicroBatcher(
+        model.run, observe=lambda rows, n, _s: observed.append((rows, n))
+    )
+    assert batcher.idle
+    assert batcher.run_alone([4, 5], 2) == [8, 10]  # no event loop needed
+    assert observed == [(2, 1)]
+    with pytest.raises(SchemaMismatch):
+        batcher.run_alone([-1], 1)
+
+    async def scenario() -> bool:
+        future = _submit(batcher, [1])
+        busy = batcher.idle
+        await future
+        return busy
+
+    assert asyncio.run(scenario()) is False  # queued work: not idle
+    assert batcher.idle

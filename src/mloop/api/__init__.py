@@ -5,6 +5,7 @@ from mloop.api.app import create_app
 from mloop.api.server import (
     OPTIONS_ENV,
     NoDelayHttpToolsProtocol,
+    for_uvicorn,
     one_thread_per_worker,
     worker_app,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "OPTIONS_ENV",
     "NoDelayHttpToolsProtocol",
     "create_app",
+    "for_uvicorn",
     "one_thread_per_worker",
     "worker_app",
 ]

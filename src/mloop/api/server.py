@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -20,10 +21,31 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 OPTIONS_ENV = "MLOOP_SERVE_OPTIONS"
 
 
+# requests uvicorn has read whose handling has not started yet (a weak set: a request whose
+# task is dropped before it runs leaves it by itself)
+_waiting: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def requests_waiting() -> int:
+    """How many requests this process has read and not yet begun to handle. The data plane
+    predicts a request on its own stack, skipping the micro-batcher's queue, only when this
+    is 0 and no other request is in flight: nobody could share its model call."""
+    return len(_waiting)
+
+
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with TCP_NODELAY set on every connection: with several
+    """uvicorn's httptools protocol with TCP_NODELAY set on every connection (with several
     workers uvicorn leaves it off, and each small response then waits ~40 ms for the peer's
-    delayed ACK (uvicorn#3149)."""
+    delayed ACK, uvicorn#3149), which also counts the requests read but not yet started."""
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        _waiting.add(cycle)
+
+        async def started(scope: Any, receive: Any, send: Any) -> None:
+            _waiting.discard(cycle)
+            await app(scope, receive, send)
+
+        super()._start_asgi_task(cycle, started)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -57,8 +79,17 @@ def worker_app() -> Any:
     one_thread_per_worker()
     options = json.loads(os.environ.get(OPTIONS_ENV, "{}"))
     ws = Workspace.open()
-    return create_app(
-        ws,
-        log_predictions=bool(options.get("log_predictions", True)),
-        default_deployment=options.get("default_deployment"),
+    return for_uvicorn(
+        create_app(
+            ws,
+            log_predictions=bool(options.get("log_predictions", True)),
+            default_deployment=options.get("default_deployment"),
+        )
     )
+
+
+def for_uvicorn(app: Any) -> Any:
+    """``app`` told how many requests wait behind the one it handles (run it with
+    :class:`NoDelayHttpToolsProtocol`, which counts them)."""
+    app.state.serving.runtime.requests_waiting = requests_waiting
+    return app

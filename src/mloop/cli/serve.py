@@ -46,7 +46,7 @@ def serve(
     /metrics the Prometheus metrics."""
     import uvicorn
 
-    from mloop.api import OPTIONS_ENV, NoDelayHttpToolsProtocol, one_thread_per_worker
+    from mloop.api import OPTIONS_ENV, NoDelayHttpToolsProtocol, for_uvicorn, one_thread_per_worker
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("TLS needs both --ssl-certfile and --ssl-keyfile")
@@ -86,7 +86,7 @@ def serve(
         from mloop.api import create_app
 
         app = create_app(ws, log_predictions=log_predictions, default_deployment=deployment)
-        uvicorn.run(app, **common)
+        uvicorn.run(for_uvicorn(app), **common)
         return
     os.environ["MLOOP_HOME"] = str(ws.home)
     os.environ[OPTIONS_ENV] = json.dumps(

@@ -33,10 +33,13 @@ class Settings(BaseSettings):
         description="Folder of the content-addressed artifact store; default <home>/artifacts.",
     )
     prediction_log_flush_seconds: float = Field(
-        default=0.5, gt=0, description="The prediction logger writes a batch at least this often."
+        default=0.1, gt=0, description="The prediction logger writes a batch at least this often."
     )
     prediction_log_batch_size: int = Field(
-        default=1000, gt=0, description="... or as soon as this many records wait."
+        default=200,
+        gt=0,
+        description="... or as soon as this many records wait (small batches keep the writer "
+        "thread's turns short: it shares the interpreter with the requests).",
     )
     prediction_log_queue_size: int = Field(
         default=200_000,

@@ -58,6 +58,16 @@ NUMERIC_TYPES = ("integer", "float", "boolean")
 _EXTRA_HINT = "pip install 'mloop[onnx]'"
 
 
+def _require_runtime() -> None:
+    """What predicting needs: onnx (to read the graph) and ONNX Runtime — not the converters,
+    whose import pulls in scikit-learn (seconds of a server's or a batch job's start-up)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise InvalidInput(f"ONNX models need onnx and onnxruntime: {_EXTRA_HINT}") from exc
+
+
 def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
@@ -425,7 +435,7 @@ class OnnxPredictor:
     server runs one predictor per worker); ``run`` is safe to call from several threads."""
 
     def __init__(self, model_bytes: bytes, signature: Signature) -> None:
-        _require_onnx()
+        _require_runtime()
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -69,6 +69,23 @@ class MicroBatcher(Generic[In, Out]):
     def queued_requests(self) -> int:
         return len(self._queue)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no flush pending."""
+        return not self._queue and self._handle is None
+
+    def run_alone(self, value: In, rows: int) -> Out:
+        """Run one input now, on the caller's stack: for a request with no one to batch with
+        (the server has no other request in flight and ``max_wait`` is 0), which then skips
+        the event loop's round trip through the queue."""
+        started = time.perf_counter()
+        try:
+            (output,) = self._run([value])
+        finally:
+            if self._observe is not None:
+                self._observe(rows, 1, time.perf_counter() - started)
+        return output
+
     def submit(self, value: In, rows: int, timeout: float) -> asyncio.Future[Out]:
         """Queue ``value`` (``rows`` rows); the future resolves to its output, or to
         :class:`Unavailable` when it waited over ``timeout`` seconds before its batch ran."""

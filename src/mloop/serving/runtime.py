@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +134,9 @@ class ServingRuntime:
         self._thread: threading.Thread | None = None
         self._in_flight = 0
         self.ready = False
+        # set by the server (uvicorn with mloop's protocol): requests read, not yet started;
+        # without it every request goes through the micro-batcher
+        self.requests_waiting: Callable[[], int] | None = None
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -344,9 +348,20 @@ class ServingRuntime:
         if chosen.feature_spec is not None:
             rows = await asyncio.to_thread(self._with_features, chosen, rows)
         prepared = chosen.served.prepare(rows)
-        predictions, probabilities = await chosen.batcher.submit(
-            prepared, prepared[1], deployment.timeout_ms / 1000
-        )
+        batcher = chosen.batcher
+        waiting = self.requests_waiting
+        if (
+            waiting is not None
+            and self._in_flight <= 1
+            and batcher.max_wait == 0
+            and batcher.idle
+            and waiting() == 0
+        ):  # nobody to share a model call with: predict now, skipping the queue's round trip
+            predictions, probabilities = batcher.run_alone(prepared, prepared[1])
+        else:
+            predictions, probabilities = await batcher.submit(
+                prepared, prepared[1], deployment.timeout_ms / 1000
+            )
         latency = time.perf_counter() - started
         request_id = new_id()
         if live.shadows:
