@@ -151,7 +151,7 @@ class LoadedModel:
         try:
             estimator, rows = self.estimator, frame
             steps = getattr(estimator, "steps", None)
-            if steps and len(steps) > 1 and self.is_classifier:
+            if steps and len(steps) > 1 and self.is_classifier and _is_pipeline(estimator):
                 # a pipeline's preprocessing once for both calls below, not once per call (its
                 # column transformer is most of a small request's time)
                 rows = estimator[:-1].transform(frame)
@@ -177,6 +177,12 @@ class LoadedModel:
     def predict_rows(self, rows: Any) -> tuple[list[Any], list[dict[str, float]] | None]:
         """Validate ``rows`` against the signature, then predict."""
         return self.predict_frame(frame_from_rows(rows, self.signature))
+
+
+def _is_pipeline(estimator: Any) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    return isinstance(estimator, Pipeline)
 
 
 def _plain(value: Any) -> Any:
