@@ -260,6 +260,14 @@ def _walls(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{r['wall']:.1f}" for r in runs)
 
 
+def _per_trial(run: dict[str, Any]) -> float:
+    return float(run["trial_seconds"]) / max(1, run["complete"] + run["pruned"] + run["failed"])
+
+
+def _per_trials(runs: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{_per_trial(r):.2f}" for r in runs)
+
+
 def compare(base: dict[str, Any], rounds: int, label: str, report: Report) -> None:
     bare_runs: list[dict[str, Any]] = []
     ours_runs: list[dict[str, Any]] = []
@@ -280,8 +288,7 @@ def compare(base: dict[str, Any], rounds: int, label: str, report: Report) -> No
     ours = min(ours_runs, key=lambda r: r["wall"])
     overhead = (ours["wall"] - bare["wall"]) / bare["wall"]
     n = base["trials"]
-    per_bare = bare["trial_seconds"] / max(1, bare["complete"] + bare["pruned"] + bare["failed"])
-    per_ours = ours["trial_seconds"] / max(1, ours["complete"] + ours["pruned"] + ours["failed"])
+    per_bare, per_ours = _per_trial(bare), _per_trial(ours)
     report.add(
         Row(
             f"{label}: {n} trials, 2 workers, wall time",
@@ -305,7 +312,8 @@ def compare(base: dict[str, Any], rounds: int, label: str, report: Report) -> No
     )
     report.notes += [
         f"{label}: walls are the best of {rounds} round(s) (mloop {_walls(ours_runs)} s; "
-        f"Optuna {_walls(bare_runs)} s); overhead {overhead:+.1%} of wall time "
+        f"Optuna {_walls(bare_runs)} s; mean seconds per trial mloop {_per_trials(ours_runs)}, "
+        f"Optuna {_per_trials(bare_runs)}); overhead {overhead:+.1%} of wall time "
         f"({ours['wall'] - bare['wall']:+.2f} s); complete/pruned mloop "
         f"{ours['complete']}/{ours['pruned']}, Optuna {bare['complete']}/{bare['pruned']}; best "
         f"ROC AUC mloop {ours['best']:.4f}, Optuna {bare['best']:.4f}.",
