@@ -44,6 +44,7 @@ def create_app(
             flush_seconds=settings.prediction_log_flush_seconds,
             batch_size=settings.prediction_log_batch_size,
             queue_size=settings.prediction_log_queue_size,
+            process=settings.prediction_log_process,
         )
         if log_predictions
         else None

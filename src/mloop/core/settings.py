@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Records held in memory at most; beyond it records are counted as dropped.",
     )
+    prediction_log_process: bool = Field(
+        default=True,
+        description="The server writes its prediction log through a writer process of its own "
+        "(the database work off the serving interpreter); false: a thread in the server.",
+    )
     alias_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long the server trusts an alias lookup."
     )

@@ -36,6 +36,11 @@ def _sqlite_file(url: sa.URL) -> Path | None:
     return Path(db)
 
 
+def memory_sqlite(url: sa.URL) -> bool:
+    """A SQLite database only the process that opened it sees (in memory)."""
+    return _sqlite_file(url) is None
+
+
 def _enable_wal(cursor: Any) -> None:
     """Switch a SQLite database to WAL (persistent, so only a new file really changes).
 
