@@ -32,6 +32,8 @@ for peer in "${peers[@]}"; do
         feast) make_venv feast "feast[redis,duckdb]==0.67.*" "polars" "psutil" ;;
         # bench/serving.py: the same HistGradientBoosting model served by `bentoml serve`
         bentoml) make_venv bentoml "bentoml==1.4.*" "scikit-learn" "pandas" "pyarrow" "psutil" ;;
+        # bench/drift.py: DataDriftPreset; 0.7.23 fails to import on pandas 3 and does not cap it
+        evidently) make_venv evidently "evidently==0.7.23" "pandas<3" "pyarrow" "psutil" ;;
         *) echo "[peers] unknown peer $peer" >&2; exit 2 ;;
     esac
 done

@@ -1,4 +1,5 @@
-"""mloop monitor: drift of served traffic against training data."""
+"""mloop monitor: drift of served traffic against training data, or of one dataset against
+another."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mloop.cli._common import EXIT_FAILED_CHECK, console, new_app, open_workspace, print_json
+from mloop.cli._common import (
+    EXIT_FAILED_CHECK,
+    console,
+    fail,
+    new_app,
+    open_workspace,
+    print_json,
+)
 
 app = new_app("Monitoring: is the traffic still like the training data?")
 
@@ -43,10 +51,88 @@ def drift_table(report: Any) -> Table:
     return table
 
 
+def dataset_table(report: Any) -> Table:
+    table = Table(
+        "column",
+        "kind",
+        "method",
+        "statistic",
+        "threshold",
+        "PSI",
+        "drifted",
+        title=f"drift of {report.current} vs {report.reference}",
+        title_justify="left",
+    )
+    for col in report.columns:
+        stat = "-" if col.statistic is None else f"{col.statistic:.4f}"
+        rule = "p <" if col.method in ("ks", "chi_square") else "≥"
+        psi = "-" if col.psi is None else f"{col.psi:.3f}"
+        flag = "[red]DRIFT[/red]" if col.drifted else "[green]ok[/green]"
+        table.add_row(col.column, col.kind, col.method, stat, f"{rule} {col.threshold}", psi, flag)
+    return table
+
+
+def _thresholds(values: list[str] | None, effect_size: float | None, p_value: float | None) -> Any:
+    """--threshold COLUMN=VALUE (an effect size) or COLUMN:p=VALUE (a p-value)."""
+    from mloop.monitoring import Thresholds
+
+    columns: dict[str, dict[str, float]] = {}
+    for item in values or []:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            fail(f"--threshold takes COLUMN=EFFECT_SIZE or COLUMN:p=P_VALUE, got {item!r}")
+        key = "effect_size"
+        if name.endswith(":p"):
+            name, key = name[:-2], "p_value"
+        try:
+            number = float(value)
+        except ValueError:
+            fail(f"--threshold {item!r}: {value!r} is not a number")
+        if not number > 0:
+            fail(f"--threshold {item!r}: the threshold must be positive")
+        columns.setdefault(name, {})[key] = number
+    base = Thresholds()
+    return Thresholds(
+        effect_size=base.effect_size if effect_size is None else effect_size,
+        p_value=base.p_value if p_value is None else p_value,
+        columns=columns,
+    )
+
+
 @app.command()
 def drift(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Dataset against dataset: the reference, NAME[@V] (with --current)."),
+    ] = None,
+    current: Annotated[str | None, typer.Option(help="... and the current data, NAME[@V].")] = None,
+    columns: Annotated[
+        list[str] | None, typer.Option("--column", "-c", help="Compare only these (repeat).")
+    ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold",
+            help="Per column: COLUMN=EFFECT_SIZE (large samples) or COLUMN:p=P_VALUE (repeat).",
+        ),
+    ] = None,
+    effect_size: Annotated[
+        float | None, typer.Option(help="Drift at this effect size or more (default 0.1).")
+    ] = None,
+    p_value: Annotated[
+        float | None, typer.Option(help="Drift below this p-value (default 0.05).")
+    ] = None,
+    multivariate: Annotated[
+        bool,
+        typer.Option("--multivariate", help="Also a domain classifier's ROC AUC (datasets)."),
+    ] = False,
+    html: Annotated[
+        str | None, typer.Option("--html", help="Write an HTML report to this file (datasets).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Window start: ISO time or a duration ago (30m, 2h, 1d).")
     ] = None,
@@ -56,13 +142,37 @@ def drift(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Compare logged inputs and predictions in a window with the model's training data."""
+    """Compare logged inputs and predictions in a window with the model's training data
+    (--model), or one dataset with another (--reference and --current)."""
+    if (reference is None) != (current is None):
+        fail("--reference and --current go together")
+    if reference is not None and model is not None:
+        fail("give either --model or --reference and --current, not both")
+    if reference is None and model is None:
+        fail("give --model NAME, or --reference NAME[@V] and --current NAME[@V]")
+    if reference is not None:
+        _datasets(
+            ctx,
+            reference,
+            current or "",
+            columns,
+            threshold,
+            effect_size,
+            p_value,
+            multivariate,
+            html,
+            as_json,
+            fail_on_drift,
+        )
+        return
+    if html or multivariate or columns or threshold or effect_size or p_value:
+        fail("--html, --multivariate, --column and thresholds apply to --reference/--current")
     from mloop.core.clock import parse_time
     from mloop.monitoring import window_label
 
     ws = open_workspace(ctx)
     report = ws.monitoring.drift(
-        model,
+        model or "",
         since=parse_time(since) if since else None,
         until=parse_time(until) if until else None,
     )
@@ -77,4 +187,51 @@ def drift(
             f"({report.share_drifted:.0%}{', dataset drift' if report.dataset_drift else ''})"
         )
     if fail_on_drift and report.drifted_features:
+        raise typer.Exit(EXIT_FAILED_CHECK)
+
+
+def _datasets(
+    ctx: typer.Context,
+    reference: str,
+    current: str,
+    columns: list[str] | None,
+    threshold: list[str] | None,
+    effect_size: float | None,
+    p_value: float | None,
+    multivariate: bool,
+    html: str | None,
+    as_json: bool,
+    fail_on_drift: bool,
+) -> None:
+    limits = _thresholds(threshold, effect_size, p_value)
+    ws = open_workspace(ctx)
+    report = ws.monitoring.compare_datasets(
+        reference,
+        current,
+        columns=columns or None,
+        thresholds=limits,
+        multivariate=multivariate,
+        html_path=html,
+    )
+    if as_json:
+        print_json(report)
+    else:
+        console.print(dataset_table(report))
+        drifted = ", ".join(report.drifted_columns) or "none"
+        console.print(
+            f"{report.current_rows:,} rows vs {report.reference_rows:,}: drifted columns "
+            f"[bold]{drifted}[/bold] ({report.share_drifted:.0%}"
+            f"{', dataset drift' if report.dataset_drift else ''}) in {report.seconds:.2f} s"
+        )
+        if report.multivariate is not None:
+            m = report.multivariate
+            console.print(
+                f"domain classifier ROC AUC {m.statistic:.3f} (drift at ≥ {m.threshold}): "
+                f"{'[red]DRIFT[/red]' if m.drifted else '[green]ok[/green]'}"
+            )
+        if report.skipped_columns:
+            console.print(f"skipped: {', '.join(report.skipped_columns)}")
+        if html:
+            console.print(f"report: {html}")
+    if fail_on_drift and report.drifted_columns:
         raise typer.Exit(EXIT_FAILED_CHECK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from mloop.monitoring.drift import (
     categorical_drift,
     numeric_drift,
 )
+from mloop.monitoring.report import DatasetDriftReport, compare_frames
+from mloop.monitoring.summary import Thresholds
 from mloop.registry import ModelVersion, RegistryService
 from mloop.storage import Database, tables
 from mloop.tracking import TrackingService
@@ -79,6 +82,32 @@ class MonitoringService:
         self._datasets = datasets
         self._tracking = tracking
         self._registry = registry
+
+    def compare_datasets(
+        self,
+        reference: str,
+        current: str,
+        *,
+        columns: list[str] | None = None,
+        thresholds: Thresholds | None = None,
+        multivariate: bool = False,
+        html_path: str | os.PathLike[str] | None = None,
+    ) -> DatasetDriftReport:
+        """Drift of dataset ``current`` (``NAME[@V]``) against ``reference``: every column both
+        have (or those named), from compact summaries; with ``multivariate``, a domain
+        classifier's score too; with ``html_path``, the HTML report."""
+        ref_version = self._datasets.get(reference)
+        cur_version = self._datasets.get(current)
+        return compare_frames(
+            self._datasets.load_polars(ref_version),
+            self._datasets.load_polars(cur_version),
+            columns=columns,
+            thresholds=thresholds,
+            multivariate=multivariate,
+            reference_name=ref_version.ref,
+            current_name=cur_version.ref,
+            html_path=html_path,
+        )
 
     def current_window(
         self, version: ModelVersion, since: datetime | None, until: datetime

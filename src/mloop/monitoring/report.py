@@ -1,0 +1,363 @@
+"""Dataset against dataset: every column's drift from compact summaries, a multivariate score,
+and a light HTML report (summaries only: no row of either dataset is embedded)."""
+
+from __future__ import annotations
+
+import html
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mloop.core.errors import InvalidInput
+from mloop.core.lazy import lazy_module
+from mloop.monitoring.drift import ColumnDrift
+from mloop.monitoring.summary import (
+    CategoricalSummary,
+    NumericSummary,
+    Profile,
+    Summary,
+    Thresholds,
+    column_kind,
+    compare,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+else:
+    np = lazy_module("numpy")
+    pl = lazy_module("polars")
+
+DATASET_DRIFT_SHARE = 0.5
+DOMAIN_AUC = 0.55  # a classifier telling the two apart this well: multivariate drift
+DOMAIN_SAMPLE = 20_000  # rows of each side the domain classifier sees, at most
+PARALLEL_ROWS = 100_000  # frames at least this tall are summarised a column per thread
+
+
+class MultivariateDrift(BaseModel):
+    """A classifier trained to tell reference rows from current rows: its cross-validated ROC
+    AUC is 0.5 when it cannot (no drift) and 1 when every row gives itself away."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str = "domain_classifier_auc"
+    statistic: float
+    threshold: float
+    drifted: bool
+    rows: int
+    top_columns: list[dict[str, Any]]
+
+
+class DatasetDriftReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reference: str
+    current: str
+    reference_rows: int
+    current_rows: int
+    columns: list[ColumnDrift]
+    drifted_columns: list[str]
+    share_drifted: float
+    dataset_drift: bool
+    multivariate: MultivariateDrift | None
+    skipped_columns: list[str]
+    thresholds: dict[str, Any]
+    seconds: float
+
+
+def _map(fn: Any, items: list[Any], rows: int) -> list[Any]:
+    if rows < PARALLEL_ROWS or len(items) < 2:
+        return [fn(item) for item in items]
+    # NumPy's searchsorted and Polars' value counts leave the interpreter lock
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, items))
+
+
+def profile_frame(frame: pl.DataFrame, columns: list[str]) -> Profile:
+    """The reference's profile, a column per thread on a tall frame."""
+
+    def one(name: str) -> Profile:
+        return Profile.from_frame(frame.select(name))
+
+    parts = _map(one, columns, frame.height)
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part.columns)
+    return Profile(merged, frame.height)
+
+
+def summarize_frame(profile: Profile, frame: pl.DataFrame) -> Summary:
+    summary = profile.window()
+
+    def one(name: str) -> None:
+        column = summary.columns[name]
+        if name in frame.columns:
+            column.update(frame.get_column(name))
+
+    missing = [name for name in summary.columns if name not in frame.columns]
+    if missing:
+        raise InvalidInput(f"the current data lacks column(s) {missing}")
+    _map(one, list(summary.columns), frame.height)
+    summary.rows = frame.height
+    return summary
+
+
+def comparable_columns(
+    reference: pl.DataFrame, current: pl.DataFrame, columns: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """The columns to compare (named, or every column both have) and those skipped: of a type
+    drift does not measure, or of kinds that differ between the two."""
+    if columns:
+        for side, frame in (("reference", reference), ("current", current)):
+            absent = [c for c in columns if c not in frame.columns]
+            if absent:
+                raise InvalidInput(f"the {side} has no column(s) {absent}")
+        names = list(columns)
+    else:
+        names = [c for c in reference.columns if c in current.columns]
+        if not names:
+            raise InvalidInput("the reference and the current data share no column")
+    chosen, skipped = [], []
+    for name in names:
+        ref_kind = column_kind(reference.schema[name])
+        cur_kind = column_kind(current.schema[name])
+        if ref_kind is None or ref_kind != cur_kind:
+            if columns:
+                raise InvalidInput(
+                    f"column {name!r} cannot be compared: {reference.schema[name]} in the "
+                    f"reference, {current.schema[name]} in the current data"
+                )
+            skipped.append(name)
+        else:
+            chosen.append(name)
+    if not chosen:
+        raise InvalidInput(f"no column of a type drift measures (skipped: {skipped})")
+    return chosen, skipped
+
+
+def compare_frames(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    *,
+    columns: list[str] | None = None,
+    thresholds: Thresholds | None = None,
+    multivariate: bool = False,
+    reference_name: str = "reference",
+    current_name: str = "current",
+    html_path: str | os.PathLike[str] | None = None,
+) -> DatasetDriftReport:
+    """Every column's drift (and, when asked, the domain classifier's score); with
+    ``html_path``, the HTML report written there too."""
+    import time
+
+    started = time.perf_counter()
+    if reference.height == 0 or current.height == 0:
+        raise InvalidInput(
+            f"cannot compare: the {'reference' if reference.height == 0 else 'current data'} "
+            "has no rows"
+        )
+    limits = thresholds or Thresholds()
+    chosen, skipped = comparable_columns(reference, current, columns)
+    unknown = set(limits.columns) - set(chosen)
+    if unknown:
+        raise InvalidInput(f"thresholds name column(s) not compared: {sorted(unknown)}")
+    profile = profile_frame(reference, chosen)
+    summary = summarize_frame(profile, current)
+    results = compare(profile, summary, limits)
+    drifted = [r.column for r in results if r.drifted]
+    share = len(drifted) / max(len(results), 1)
+    domain = domain_classifier(reference, current, chosen) if multivariate else None
+    report = DatasetDriftReport(
+        reference=reference_name,
+        current=current_name,
+        reference_rows=reference.height,
+        current_rows=current.height,
+        columns=results,
+        drifted_columns=drifted,
+        share_drifted=share,
+        dataset_drift=share >= DATASET_DRIFT_SHARE,
+        multivariate=domain,
+        skipped_columns=skipped,
+        thresholds={
+            "small_sample_rows": limits.small_sample,
+            "p_value": limits.p_value,
+            "effect_size": limits.effect_size,
+            "dataset_drift_share": DATASET_DRIFT_SHARE,
+            "domain_classifier_auc": DOMAIN_AUC,
+            "columns": limits.columns,
+        },
+        seconds=time.perf_counter() - started,
+    )
+    if html_path is not None:
+        from pathlib import Path
+
+        try:
+            Path(html_path).write_text(render_html(report, profile, summary), encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot write the HTML report to {html_path}: {exc}") from exc
+    return report
+
+
+def domain_classifier(
+    reference: pl.DataFrame, current: pl.DataFrame, columns: list[str], *, seed: int = 0
+) -> MultivariateDrift:
+    """Cross-validated ROC AUC of a gradient-boosted classifier telling a sample of the current
+    rows from a sample of the reference's; and the columns that tell them apart best alone
+    (each column's own AUC, folded so that 0.5 is none and 1 is perfect)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    n = min(DOMAIN_SAMPLE, reference.height, current.height)
+    if n < 20:
+        raise InvalidInput("the domain classifier needs at least 20 rows on each side")
+    ref = reference.select(columns).sample(n, seed=seed)
+    cur = current.select(columns).sample(n, seed=seed + 1)
+    both = pl.concat([ref, cur], how="vertical_relaxed")
+    categorical = []
+    encoded = []
+    for name in columns:
+        series = both.get_column(name)
+        if column_kind(series.dtype) == "numeric":
+            encoded.append(series.cast(pl.Float64, strict=False).to_numpy())
+            categorical.append(False)
+        else:
+            codes = series.cast(pl.String).rank("dense").cast(pl.Float64).to_numpy()
+            # HistGradientBoosting takes at most 255 categories natively; beyond, an order
+            codes = np.where(np.isfinite(codes), codes - 1, np.nan)
+            encoded.append(codes)
+            categorical.append(bool(np.nanmax(codes, initial=0) < 255))
+    X = np.column_stack(encoded)
+    y = np.r_[np.zeros(n), np.ones(n)]
+    model = HistGradientBoostingClassifier(
+        max_iter=50, categorical_features=np.array(categorical), random_state=seed
+    )
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, X, y, cv=folds, method="predict_proba")[:, 1]
+    auc = float(roc_auc_score(y, scores))
+    # which columns separate the two: each column alone, by how far its own AUC is from 0.5
+    alone: list[dict[str, Any]] = []
+    for i, name in enumerate(columns):
+        col = X[:, i]
+        mask = np.isfinite(col)
+        if mask.sum() < 2 or len(np.unique(y[mask])) < 2:
+            continue
+        a = float(roc_auc_score(y[mask], col[mask]))
+        alone.append({"column": name, "auc_alone": max(a, 1 - a)})
+    alone.sort(key=lambda d: -float(d["auc_alone"]))
+    return MultivariateDrift(
+        statistic=auc,
+        threshold=DOMAIN_AUC,
+        drifted=auc >= DOMAIN_AUC,
+        rows=2 * n,
+        top_columns=alone[:5],
+    )
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+
+def _bars(shares: list[tuple[str, float, float]], width: int = 240, height: int = 60) -> str:
+    """An inline SVG of reference (grey) against current (colour) shares, one pair per bin."""
+    if not shares:
+        return ""
+    top = max(max(r, c) for _, r, c in shares) or 1.0
+    step = width / len(shares)
+    parts = [f'<svg width="{width}" height="{height + 12}" role="img">']
+    for i, (label, r, c) in enumerate(shares):
+        x = i * step
+        for j, (share, fill) in enumerate(((r, "#bbb"), (c, "#d9534f"))):
+            h = height * share / top
+            parts.append(
+                f'<rect x="{x + j * step / 2:.1f}" y="{height - h:.1f}" '
+                f'width="{max(step / 2 - 1, 1):.1f}" height="{h:.1f}" fill="{fill}">'
+                f"<title>{html.escape(label)}: {'reference' if j == 0 else 'current'} "
+                f"{share:.1%}</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _decile_shares(ref: NumericSummary, cur: NumericSummary) -> list[tuple[str, float, float]]:
+    groups = np.array_split(np.arange(ref.counts.size), min(10, ref.counts.size))
+    out = []
+    for g in groups:
+        lo = ref.edges[max(g[0] - 1, 0)]
+        label = f"≥ {lo:.4g}"
+        out.append(
+            (
+                label,
+                float(ref.counts[g].sum()) / max(ref.n, 1),
+                float(cur.counts[g].sum()) / max(cur.n, 1),
+            )
+        )
+    return out
+
+
+def _category_shares(
+    ref: CategoricalSummary, cur: CategoricalSummary, n: int = 10
+) -> list[tuple[str, float, float]]:
+    n_ref, n_cur = max(ref.n, 1), max(cur.n, 1)
+    keys = sorted(set(ref.counts) | set(cur.counts), key=lambda k: -ref.counts.get(k, 0))[:n]
+    return [(k, ref.counts.get(k, 0) / n_ref, cur.counts.get(k, 0) / n_cur) for k in keys]
+
+
+def render_html(
+    report: DatasetDriftReport, profile: Profile | None = None, summary: Summary | None = None
+) -> str:
+    """A self-contained page: the verdicts, and per column a small chart of the reference's
+    deciles (or top categories) against the current data's — from the summaries, so the page
+    stays a few kilobytes a column however many rows were compared."""
+    rows = []
+    for col in report.columns:
+        chart = ""
+        if profile is not None and summary is not None:
+            ref, cur = profile.columns.get(col.column), summary.columns.get(col.column)
+            if isinstance(ref, NumericSummary) and isinstance(cur, NumericSummary):
+                chart = _bars(_decile_shares(ref, cur))
+            elif isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
+                chart = _bars(_category_shares(ref, cur))
+        stat = "–" if col.statistic is None else f"{col.statistic:.4g}"
+        rule = "p &lt;" if col.method in ("ks", "chi_square") else "≥"
+        psi = "–" if col.psi is None else f"{col.psi:.3f}"
+        verdict = '<b class="bad">drift</b>' if col.drifted else '<span class="ok">ok</span>'
+        rows.append(
+            f"<tr><td>{html.escape(col.column)}</td><td>{col.kind}</td><td>{col.method}</td>"
+            f"<td>{stat}</td><td>{rule} {col.threshold:g}</td><td>{psi}</td>"
+            f"<td>{col.current_null_fraction:.1%}</td><td>{verdict}</td><td>{chart}</td></tr>"
+        )
+    multi = ""
+    if report.multivariate is not None:
+        m = report.multivariate
+        leaders = ", ".join(f"{d['column']} ({d['auc_alone']:.3f})" for d in m.top_columns)
+        multi = (
+            f"<p>Domain classifier ROC AUC <b>{m.statistic:.3f}</b> on {m.rows:,} rows "
+            f"(drift at ≥ {m.threshold}): {'<b class=bad>drift</b>' if m.drifted else 'ok'}. "
+            f"Columns that tell the two apart best on their own: {html.escape(leaders)}.</p>"
+        )
+    verdict = "dataset drift" if report.dataset_drift else "no dataset drift"
+    share = f"{report.share_drifted:.0%}"
+    title = f"Drift: {html.escape(report.current)} vs {html.escape(report.reference)}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #eee;
+text-align: left; vertical-align: middle; }} .bad {{ color: #c9302c; }} .ok {{ color: #3c763d; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{report.current_rows:,} current rows against {report.reference_rows:,} reference rows:
+<b>{len(report.drifted_columns)} of {len(report.columns)}</b> columns drifted ({share},
+{verdict} at ≥ {report.thresholds["dataset_drift_share"]:.0%}).
+Charts: reference in grey, current in red (numeric: the reference's deciles).</p>
+{multi}
+<table><tr><th>column</th><th>kind</th><th>method</th><th>statistic</th><th>drift when</th>
+<th>PSI</th><th>null (current)</th><th>verdict</th><th>distribution</th></tr>
+{"".join(rows)}
+</table>
+<p>Skipped (a type drift does not measure, or different on the two sides):
+{html.escape(", ".join(report.skipped_columns)) or "none"}.</p>
+</body></html>
+"""
