@@ -213,3 +213,59 @@ def test_bad_input_is_refused(reference: pl.DataFrame) -> None:
         compare_frames(reference, reference, thresholds=Thresholds(columns={"n0": {"effect": 0.2}}))
     with pytest.raises(InvalidInput, match="multiple of"):
         Profile.from_frame(reference, bins=15)
+
+
+def test_a_window_counts_known_new_and_missing_categories() -> None:
+    profile = Profile.from_frame(pl.DataFrame({"city": ["a", "b", "b", None, "c"] * 400}))
+    window = profile.window()
+    batch = pl.DataFrame({"city": ["b", "z", None, "a", "z", "q", "b"] * 300})
+    window.update(batch)
+    window.update(batch.head(3))
+    counts = window.columns["city"].counts  # type: ignore[union-attr]
+    assert {k: v for k, v in counts.items() if v} == {
+        "a": 300,
+        "b": 601,
+        "z": 601,
+        "<null>": 301,
+        "q": 300,
+    }
+    assert window.rows == 2_103
+
+
+def test_a_tall_batch_of_many_columns_gives_the_same_summary_on_two_threads(
+    reference: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mloop.monitoring.summary as summary
+
+    current = frame(8_000, seed=12, shifted=True)
+    profile = Profile.from_frame(reference)
+    monkeypatch.setattr(summary, "PARALLEL_BATCH", 10**9)
+    serial = profile.summarize(current)
+    monkeypatch.setattr(summary, "PARALLEL_BATCH", 1_000)
+    threaded = profile.summarize(current)
+    assert serial.to_dict() == threaded.to_dict()
+
+
+def test_parquet_scans_are_read_a_column_at_a_time_with_the_same_verdicts(
+    reference: pl.DataFrame, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    folder = Path(str(tmp_path))
+    current = frame(30_000, seed=13, shifted=True)
+    reference.write_parquet(folder / "ref.parquet")
+    current.write_parquet(folder / "cur.parquet")
+    eager = compare_frames(reference, current, multivariate=True)
+    lazy = compare_frames(
+        pl.scan_parquet(folder / "ref.parquet"),
+        pl.scan_parquet(folder / "cur.parquet"),
+        multivariate=True,
+    )
+    assert (lazy.reference_rows, lazy.current_rows) == (60_000, 30_000)
+    assert lazy.drifted_columns == eager.drifted_columns
+    assert sorted(lazy.drifted_columns) == sorted(SHIFTED)
+    assert [c.statistic for c in lazy.columns] == pytest.approx(
+        [c.statistic for c in eager.columns]
+    )
+    assert lazy.multivariate is not None
+    assert lazy.multivariate.drifted

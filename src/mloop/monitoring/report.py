@@ -75,59 +75,80 @@ def _map(fn: Any, items: list[Any], rows: int) -> list[Any]:
         return list(pool.map(fn, items))
 
 
-def profile_frame(frame: pl.DataFrame, columns: list[str]) -> Profile:
+def _schema(frame: pl.DataFrame | pl.LazyFrame) -> Any:
+    return frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+
+
+def _height(frame: pl.DataFrame | pl.LazyFrame) -> int:
+    if isinstance(frame, pl.LazyFrame):
+        return int(frame.select(pl.len()).collect().item())
+    return frame.height
+
+
+def _column(frame: pl.DataFrame | pl.LazyFrame, name: str) -> pl.Series:
+    """One column; from a lazy frame (a Parquet scan), only that column is read."""
+    if isinstance(frame, pl.LazyFrame):
+        return frame.select(name).collect().get_column(name)
+    return frame.get_column(name)
+
+
+def profile_frame(frame: pl.DataFrame | pl.LazyFrame, columns: list[str]) -> Profile:
     """The reference's profile, a column per thread on a tall frame."""
+    height = _height(frame)
 
     def one(name: str) -> Profile:
-        return Profile.from_frame(frame.select(name))
+        return Profile.from_frame(_column(frame, name).to_frame())
 
-    parts = _map(one, columns, frame.height)
+    parts = _map(one, columns, height)
     merged: dict[str, Any] = {}
     for part in parts:
         merged.update(part.columns)
-    return Profile(merged, frame.height)
+    return Profile(merged, height)
 
 
-def summarize_frame(profile: Profile, frame: pl.DataFrame) -> Summary:
+def summarize_frame(profile: Profile, frame: pl.DataFrame | pl.LazyFrame) -> Summary:
     summary = profile.window()
-
-    def one(name: str) -> None:
-        column = summary.columns[name]
-        if name in frame.columns:
-            column.update(frame.get_column(name))
-
-    missing = [name for name in summary.columns if name not in frame.columns]
+    schema = _schema(frame)
+    missing = [name for name in summary.columns if name not in schema]
     if missing:
         raise InvalidInput(f"the current data lacks column(s) {missing}")
-    _map(one, list(summary.columns), frame.height)
-    summary.rows = frame.height
+    height = _height(frame)
+
+    def one(name: str) -> None:
+        summary.columns[name].update(_column(frame, name))
+
+    _map(one, list(summary.columns), height)
+    summary.rows = height
     return summary
 
 
 def comparable_columns(
-    reference: pl.DataFrame, current: pl.DataFrame, columns: list[str] | None
+    reference: pl.DataFrame | pl.LazyFrame,
+    current: pl.DataFrame | pl.LazyFrame,
+    columns: list[str] | None,
 ) -> tuple[list[str], list[str]]:
     """The columns to compare (named, or every column both have) and those skipped: of a type
     drift does not measure, or of kinds that differ between the two."""
+    ref_schema, cur_schema = _schema(reference), _schema(current)
     if columns:
-        for side, frame in (("reference", reference), ("current", current)):
-            absent = [c for c in columns if c not in frame.columns]
+        for side, schema in (("reference", ref_schema), ("current", cur_schema)):
+            absent = [c for c in columns if c not in schema]
             if absent:
                 raise InvalidInput(f"the {side} has no column(s) {absent}")
         names = list(columns)
     else:
-        names = [c for c in reference.columns if c in current.columns]
+        names = [c for c in ref_schema if c in cur_schema]
         if not names:
             raise InvalidInput("the reference and the current data share no column")
     chosen, skipped = [], []
     for name in names:
-        ref_kind = column_kind(reference.schema[name])
-        cur_kind = column_kind(current.schema[name])
+        ref_kind = column_kind(ref_schema[name])
+        cur_kind = column_kind(cur_schema[name])
         if ref_kind is None or ref_kind != cur_kind:
             if columns:
                 raise InvalidInput(
-                    f"column {name!r} cannot be compared: {reference.schema[name]} in the "
-                    f"reference, {current.schema[name]} in the current data"
+                    f"column {name!r} cannot be compared: {ref_schema[name]} in the "
+                    f"reference, {cur_schema[name]} in the current data"
                 )
             skipped.append(name)
         else:
@@ -138,8 +159,8 @@ def comparable_columns(
 
 
 def compare_frames(
-    reference: pl.DataFrame,
-    current: pl.DataFrame,
+    reference: pl.DataFrame | pl.LazyFrame,
+    current: pl.DataFrame | pl.LazyFrame,
     *,
     columns: list[str] | None = None,
     thresholds: Thresholds | None = None,
@@ -149,14 +170,15 @@ def compare_frames(
     html_path: str | os.PathLike[str] | None = None,
 ) -> DatasetDriftReport:
     """Every column's drift (and, when asked, the domain classifier's score); with
-    ``html_path``, the HTML report written there too."""
+    ``html_path``, the HTML report written there too. Lazy frames (``pl.scan_parquet``) are
+    read a column at a time: memory holds one column of each side, not the data."""
     import time
 
     started = time.perf_counter()
-    if reference.height == 0 or current.height == 0:
+    ref_rows, cur_rows = _height(reference), _height(current)
+    if ref_rows == 0 or cur_rows == 0:
         raise InvalidInput(
-            f"cannot compare: the {'reference' if reference.height == 0 else 'current data'} "
-            "has no rows"
+            f"cannot compare: the {'reference' if ref_rows == 0 else 'current data'} has no rows"
         )
     limits = thresholds or Thresholds()
     chosen, skipped = comparable_columns(reference, current, columns)
@@ -172,8 +194,8 @@ def compare_frames(
     report = DatasetDriftReport(
         reference=reference_name,
         current=current_name,
-        reference_rows=reference.height,
-        current_rows=current.height,
+        reference_rows=ref_rows,
+        current_rows=cur_rows,
         columns=results,
         drifted_columns=drifted,
         share_drifted=share,
@@ -200,8 +222,19 @@ def compare_frames(
     return report
 
 
+def _rows(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], n: int, seed: int) -> Any:
+    if isinstance(frame, pl.LazyFrame):  # every k-th row of the scan, without loading it all
+        step = max(1, _height(frame) // n)
+        return frame.select(columns).gather_every(step).head(n).collect()
+    return frame.select(columns).sample(n, seed=seed)
+
+
 def domain_classifier(
-    reference: pl.DataFrame, current: pl.DataFrame, columns: list[str], *, seed: int = 0
+    reference: pl.DataFrame | pl.LazyFrame,
+    current: pl.DataFrame | pl.LazyFrame,
+    columns: list[str],
+    *,
+    seed: int = 0,
 ) -> MultivariateDrift:
     """Cross-validated ROC AUC of a gradient-boosted classifier telling a sample of the current
     rows from a sample of the reference's; and the columns that tell them apart best alone
@@ -210,11 +243,13 @@ def domain_classifier(
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    n = min(DOMAIN_SAMPLE, reference.height, current.height)
+    n = min(DOMAIN_SAMPLE, _height(reference), _height(current))
     if n < 20:
         raise InvalidInput("the domain classifier needs at least 20 rows on each side")
-    ref = reference.select(columns).sample(n, seed=seed)
-    cur = current.select(columns).sample(n, seed=seed + 1)
+    ref = _rows(reference, columns, n, seed)
+    cur = _rows(current, columns, n, seed + 1)
+    n = min(ref.height, cur.height)
+    ref, cur = ref.head(n), cur.head(n)
     both = pl.concat([ref, cur], how="vertical_relaxed")
     categorical = []
     encoded = []

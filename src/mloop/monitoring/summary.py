@@ -6,8 +6,8 @@ of it) and the reference's own histogram over them; for each categorical column 
 its categories. A window of current data is a :class:`Summary` over the same edges: each bin's
 count and the sum of its values, the sum of squares, null counts, category counts, and — while
 the window is small — its values themselves, for the exact small-sample tests (a profile keeps a
-sample of 10,000 reference values for them). Updating one with a batch is a ``searchsorted`` and
-two ``bincount`` calls per column; two summaries over the same profile add up (``merge``), so a
+sample of 10,000 reference values for them). Updating one with a batch is a sort of each column
+and a search of the edges in it; two summaries over the same profile add up (``merge``), so a
 sliding window is the sum of the tumbling ones inside it. Memory is bounded whatever the
 traffic: ``BINS`` + 2 counts a numeric column, at most ``MAX_CATEGORIES`` counts a categorical
 one (the rest is counted as ``OTHER``), at most ``SMALL_SAMPLE`` kept values.
@@ -88,25 +88,34 @@ class NumericSummary:
         if series.dtype == pl.Boolean:
             series = series.cast(pl.Float64)
         raw = series.cast(pl.Float64, strict=False).to_numpy()
-        finite = np.isfinite(raw)
-        values = raw if finite.all() else raw[finite]
-        self.nulls += int(raw.size - values.size)
-        if values.size == 0:
-            return
-        self.update_values(values)
+        # sorted, the non-finite values sit at the ends (-inf first; +inf, then NaN, last)
+        ordered = np.sort(raw)
+        low = int(np.searchsorted(ordered, -np.inf, side="right"))
+        high = int(np.searchsorted(ordered, np.inf, side="left"))
+        self.nulls += int(raw.size - (high - low))
+        if high > low:
+            self._add_sorted(ordered[low:high])
 
     def update_values(self, values: np.ndarray) -> None:
         """Add finite float64 values."""
-        size = self.edges.size + 1
-        index = np.searchsorted(self.edges, values, side="right")
-        self.counts += np.bincount(index, minlength=size)
-        self.sums += np.bincount(index, weights=values, minlength=size)
-        self.squares += float(np.dot(values, values))
+        self._add_sorted(np.sort(values))
+
+    def _add_sorted(self, ordered: np.ndarray) -> None:
+        # sorting (SIMD in NumPy 2) then placing the edges among the sorted values is ~5x
+        # faster than placing every value among the edges
+        cuts = np.empty(self.edges.size + 2, dtype=np.int64)
+        cuts[0], cuts[-1] = 0, ordered.size
+        cuts[1:-1] = np.searchsorted(ordered, self.edges, side="left")  # values < each edge
+        counts = np.diff(cuts)
+        self.counts += counts
+        filled = np.flatnonzero(counts)
+        self.sums[filled] += np.add.reduceat(ordered, cuts[filled])
+        self.squares += float(np.dot(ordered, ordered))
         if self.values is not None:
             if self.n > SMALL_SAMPLE:
                 self.values = None  # large now: the tests that need them are not used
             else:
-                self.values.append(values.copy())
+                self.values.append(ordered.copy())
 
     def merge(self, other: NumericSummary) -> None:
         if other.edges is not self.edges and not np.array_equal(other.edges, self.edges):
@@ -175,6 +184,9 @@ class NumericSummary:
 @dataclass
 class CategoricalSummary:
     counts: dict[str, int] = field(default_factory=dict)
+    # categories looked up by position (a window's: its reference's), not hashed into a table
+    known: list[str] = field(default_factory=list)
+    _known_array: Any = field(default=None, repr=False, compare=False)
 
     kind = "categorical"
 
@@ -185,8 +197,49 @@ class CategoricalSummary:
     def update(self, series: pl.Series) -> None:
         if series.dtype == pl.Boolean:
             series = series.cast(pl.String).str.to_lowercase()
-        counted = series.cast(pl.String).fill_null(NULL_CATEGORY).value_counts()
-        self._add(zip(counted[:, 0].to_list(), counted[:, 1].to_list(), strict=True))
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            values = series.to_arrow()
+            if self.known and pa.types.is_large_string(values.type):
+                self._count_known(values, pa, pc)
+            else:  # Arrow's value counts: half the time of Polars' on a batch of 10,000
+                self._count_all(values, pc)
+        except (ImportError, NotImplementedError, TypeError, ValueError):
+            polars = series.cast(pl.String).fill_null(NULL_CATEGORY).value_counts()
+            self._add(zip(polars[:, 0].to_list(), polars[:, 1].to_list(), strict=True))
+
+    def _count_all(self, values: Any, pc: Any) -> None:
+        counted = pc.value_counts(values)
+        keys = counted.field("values").to_pylist()
+        self._add(
+            zip(
+                [NULL_CATEGORY if k is None else k for k in keys],
+                counted.field("counts").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def _count_known(self, values: Any, pa: Any, pc: Any) -> None:
+        """The categories seen before (a window starts with its reference's): each value's
+        position among them, counted with ``bincount``; the rest by value counts."""
+        known = self.known
+        if self._known_array is None or len(self._known_array) != len(known):
+            self._known_array = pa.array(known, pa.large_string())
+        index = pc.index_in(values, value_set=self._known_array)
+        missing = index.null_count  # nulls, and values not among the known
+        counted = np.bincount(pc.fill_null(index, len(known)).to_numpy(), minlength=len(known) + 1)
+        counts = self.counts
+        for key, n in zip(known, counted[:-1].tolist(), strict=True):
+            if n:
+                counts[key] = counts.get(key, 0) + n
+        if missing:
+            nulls = values.null_count
+            if nulls:
+                self._add([(NULL_CATEGORY, nulls)])
+            if missing > nulls:
+                self._count_all(values.filter(pc.is_null(index)).drop_null(), pc)
 
     def _add(self, pairs: Any) -> None:
         counts = self.counts
@@ -281,7 +334,9 @@ class Profile:
             columns[name] = (
                 NumericSummary.empty(ref.edges)
                 if isinstance(ref, NumericSummary)
-                else CategoricalSummary()
+                else CategoricalSummary(
+                    known=[k for k in ref.counts if k not in (NULL_CATEGORY, OTHER)]
+                )
             )
         return Summary(columns)
 
@@ -323,6 +378,27 @@ def _columns_from_dict(
     return out
 
 
+PARALLEL_BATCH = 2_000  # rows from which Summary.update uses a second thread
+_POOL: list[Any] = []
+
+
+def _pool() -> Any:
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        return None
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-summary"))
+    return _POOL[0]
+
+
+def _update_all(pairs: list[tuple[ColumnSummary, pl.Series]]) -> None:
+    for summary, series in pairs:
+        summary.update(series)
+
+
 @dataclass
 class Summary:
     """Current data summarised over a profile's edges (a window of traffic, or a dataset)."""
@@ -332,15 +408,26 @@ class Summary:
 
     def update(self, frame: pl.DataFrame) -> None:
         """Add a batch of rows. Columns the profile does not know are ignored; a profile
-        column the batch lacks counts as null."""
+        column the batch lacks counts as null. A tall batch of many columns is split between
+        two threads (sorting and counting leave the interpreter lock)."""
         height = frame.height
+        present = []
         for name, summary in self.columns.items():
             if name in frame.columns:
-                summary.update(frame.get_column(name))
+                present.append((summary, frame.get_column(name)))
             elif isinstance(summary, NumericSummary):
                 summary.nulls += height
             else:
                 summary._add([(NULL_CATEGORY, height)])
+        pool = _pool() if height >= PARALLEL_BATCH and len(present) >= 4 else None
+        if pool is None:
+            for summary, series in present:
+                summary.update(series)
+        else:
+            half = present[1::2]
+            future = pool.submit(_update_all, half)
+            _update_all(present[0::2])
+            future.result()
         self.rows += height
 
     def merge(self, other: Summary) -> None:
