@@ -235,3 +235,61 @@ def _datasets(
             console.print(f"report: {html}")
     if fail_on_drift and report.drifted_columns:
         raise typer.Exit(EXIT_FAILED_CHECK)
+
+
+@app.command()
+def windows(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")],
+    window: Annotated[
+        str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")
+    ] = "1h",
+    sliding: Annotated[
+        int, typer.Option(help="Merge this many windows ending at each one (a sliding window).")
+    ] = 1,
+    against: Annotated[
+        str, typer.Option(help="Compare with the training data, or the previous window.")
+    ] = "training",
+    last: Annotated[int | None, typer.Option(help="Only the newest N windows.")] = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help="Exit 1 when the newest window drifted.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Drift per window of served traffic, from summaries kept up to date incrementally."""
+    from datetime import timedelta
+
+    from mloop.data.expectations import parse_duration
+
+    try:
+        width = timedelta(seconds=parse_duration(window))
+    except ValueError:
+        fail(f"--window {window!r} is not a duration such as 15m, 1h or 1d")
+    ws = open_workspace(ctx)
+    results = ws.monitoring.window_drift(
+        model, width=width, sliding=sliding, against=against, last=last
+    )
+    if as_json:
+        print_json(results)
+    else:
+        table = Table(
+            "window",
+            "rows",
+            "drifted columns",
+            "share",
+            title=f"drift of {model} per {window} window"
+            + (f" (sliding over {sliding})" if sliding > 1 else "")
+            + f" vs {'the training data' if against == 'training' else 'the previous window'}",
+            title_justify="left",
+        )
+        for r in results:
+            names = ", ".join(r.drifted_columns)
+            table.add_row(
+                f"{r.start:%Y-%m-%d %H:%M} → {r.end:%H:%M}",
+                f"{r.rows:,}",
+                f"[red]{names}[/red]" if names else "[green]none[/green]",
+                f"{r.share_drifted:.0%}",
+            )
+        console.print(table)
+    if fail_on_drift and results and results[-1].drifted_columns:
+        raise typer.Exit(EXIT_FAILED_CHECK)

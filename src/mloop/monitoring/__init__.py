@@ -9,7 +9,13 @@ from mloop.monitoring.drift import (
     numeric_drift,
 )
 from mloop.monitoring.report import DatasetDriftReport, MultivariateDrift, compare_frames
-from mloop.monitoring.service import DriftReport, MonitoringService, window_label
+from mloop.monitoring.service import (
+    DriftReport,
+    MonitoringService,
+    WindowDrift,
+    WindowUpdate,
+    window_label,
+)
 from mloop.monitoring.summary import Profile, Summary, Thresholds, compare
 
 __all__ = [
@@ -24,6 +30,8 @@ __all__ = [
     "Profile",
     "Summary",
     "Thresholds",
+    "WindowDrift",
+    "WindowUpdate",
     "categorical_drift",
     "compare",
     "compare_frames",

@@ -468,9 +468,10 @@ class Thresholds:
 
 
 def compare(
-    profile: Profile, current: Summary, thresholds: Thresholds | None = None
+    profile: Profile | Summary, current: Summary, thresholds: Thresholds | None = None
 ) -> list[ColumnDrift]:
-    """Each column of the profile: the reference against the current summary."""
+    """Each column of the reference (a profile, or an earlier window's summary over the same
+    edges) against the current summary."""
     limits = thresholds or Thresholds()
     out = []
     for name, ref in profile.columns.items():

@@ -472,3 +472,22 @@ deployments = sa.Table(
     sa.Column("updated_at", MS, nullable=False),
     sa.Column("updated_by", NAME, nullable=True),
 )
+
+# -- revision 0009 ---------------------------------------------------------------------------
+
+# a model version's served inputs, summarised per tumbling window of the prediction log
+# (mloop.monitoring.summary): updated incrementally, merged into sliding windows, compared
+monitor_windows = sa.Table(
+    "monitor_windows",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_name", NAME, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("width_ms", sa.BigInteger, nullable=False),
+    sa.Column("start_ms", MS, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # JSON: Summary.to_dict()
+    sa.Column("last_prediction_id", sa.BigInteger, nullable=False),  # the newest folded in
+    sa.Column("updated_at", MS, nullable=False),
+    sa.UniqueConstraint("model_name", "model_version", "width_ms", "start_ms"),
+)
