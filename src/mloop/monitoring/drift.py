@@ -143,61 +143,17 @@ def _counts(values: pl.Series | list[Any]) -> dict[str, int]:
 def categorical_drift(
     column: str, reference: pl.Series | list[Any], current: pl.Series | list[Any]
 ) -> ColumnDrift:
-    from scipy import stats
-    from scipy.spatial.distance import jensenshannon
-
-    counts = _counts
-
-    ref_counts, cur_counts = counts(reference), counts(current)
-    categories = sorted(set(ref_counts) | set(cur_counts))
-    r = np.array([ref_counts.get(c, 0) for c in categories], dtype="float64")
-    c = np.array([cur_counts.get(k, 0) for k in categories], dtype="float64")
-    n_ref, n_cur = int(r.sum()), int(c.sum())
-    base: dict[str, Any] = {
-        "column": column,
-        "kind": "categorical",
-        "reference_rows": n_ref,
-        "current_rows": n_cur,
-        "reference_null_fraction": ref_counts.get(NULL_CATEGORY, 0) / max(n_ref, 1),
-        "current_null_fraction": cur_counts.get(NULL_CATEGORY, 0) / max(n_cur, 1),
-        "reference_summary": _top(ref_counts, n_ref),
-        "current_summary": _top(cur_counts, n_cur),
-    }
-    if n_ref == 0 or n_cur == 0:
-        return ColumnDrift(
-            **base,
-            method="none",
-            statistic=None,
-            threshold=0.0,
-            drifted=False,
-            psi=None,
-            note="no values to compare",
-        )
-    ref_share, cur_share = r / n_ref, c / n_cur
-    psi = _psi(ref_share, cur_share)
-    if min(n_ref, n_cur) <= SMALL_SAMPLE:
-        if len(categories) < 2:
-            p_value = 1.0
-        else:
-            p_value = float(stats.chi2_contingency(np.vstack([r, c]))[1])
-        return ColumnDrift(
-            **base,
-            method="chi_square",
-            statistic=p_value,
-            threshold=P_VALUE,
-            drifted=p_value < P_VALUE,
-            psi=psi,
-        )
-    distance = float(jensenshannon(ref_share, cur_share, base=2))
-    distance = 0.0 if math.isnan(distance) else distance
-    return ColumnDrift(
-        **base,
-        method="jensen_shannon",
-        statistic=distance,
-        threshold=EFFECT_SIZE,
-        drifted=distance >= EFFECT_SIZE,
-        psi=psi,
+    """Chi-square p-value for small samples, Jensen–Shannon distance for large ones — the same
+    computation as on summaries (category counts are the whole story for a category)."""
+    from mloop.monitoring.summary import (
+        CategoricalSummary,
+        Thresholds,
+        categorical_from_summaries,
     )
+
+    ref, cur = CategoricalSummary(), CategoricalSummary()
+    ref.counts, cur.counts = _counts(reference), _counts(current)
+    return categorical_from_summaries(column, ref, cur, Thresholds())
 
 
 def _top(counts: dict[str, int], total: int, n: int = 5) -> dict[str, Any]:
