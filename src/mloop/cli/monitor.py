@@ -259,7 +259,7 @@ def windows(
     """Drift per window of served traffic, from summaries kept up to date incrementally."""
     from datetime import timedelta
 
-    from mloop.data.expectations import parse_duration
+    from mloop.data import parse_duration
 
     try:
         width = timedelta(seconds=parse_duration(window))

@@ -10,6 +10,7 @@ from mloop.data.datasets import (
     parse_ref,
     to_arrow,
 )
+from mloop.data.expectations import parse_duration
 from mloop.data.policy import apply_policy
 from mloop.data.profile import profile_frame
 from mloop.data.readers import read_file
@@ -126,6 +127,7 @@ __all__ = [
     "normalise_sql",
     "open_stream_sink",
     "open_stream_source",
+    "parse_duration",
     "parse_instant",
     "parse_ref",
     "parse_stream_uri",

@@ -36,8 +36,7 @@ from typing import Any
 
 import orjson
 
-from mloop.storage import Database, tables
-from mloop.storage.db import memory_sqlite as _memory
+from mloop.storage import Database, memory_sqlite, tables
 
 log = logging.getLogger("mloop.serving")
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -100,7 +99,7 @@ class PredictionLogger:
         self._turn = threading.Lock()  # one writer turn at a time (thread, flush, close)
         self._writer: _SqlWriter | None = None  # writing in this process (made on first use)
         url = db.engine.url
-        self._process = process and not (url.get_backend_name() == "sqlite" and _memory(url))
+        self._process = process and not (url.get_backend_name() == "sqlite" and memory_sqlite(url))
         self._child: subprocess.Popen[bytes] | None = None
         self._child_failed_to_start = False
         self._sent: list[list[PredictionRecord]] = []  # sent to the child, not yet confirmed
@@ -419,8 +418,6 @@ def writer_main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(5)  # requests first: it catches up when the server has a moment
-    from mloop.storage.db import Database
-
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     writer: _SqlWriter | None = None
     dumps = orjson.dumps

@@ -2,7 +2,7 @@
 
 from mloop.storage import tables
 from mloop.storage.artifacts import ArtifactStore, LocalArtifactStore, safe_name
-from mloop.storage.db import HEAD_REVISION, Database, create_engine
+from mloop.storage.db import HEAD_REVISION, Database, create_engine, memory_sqlite
 from mloop.storage.lineage import Edge, LineageStore, Node
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "LocalArtifactStore",
     "Node",
     "create_engine",
+    "memory_sqlite",
     "safe_name",
     "tables",
 ]
