@@ -467,3 +467,22 @@ def test_the_cli_tunes_and_registers(small: Workspace, tmp_path: Path) -> None:
 
 def test_the_service_is_exported() -> None:
     assert TuningService.__module__ == "mloop.training.tuning"
+
+
+def test_processes_opening_a_new_study_storage_at_once_all_get_it(tmp_path: Path) -> None:
+    # Optuna stamps a new database's schema version on first open; two openers at once used to
+    # fail one of them with "UNIQUE constraint failed: alembic_version.version_num"
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    code = (
+        "import sys, time\n"
+        "from mloop.training.tuning import StudyStorage\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "StudyStorage(sys.argv[1]).open(None)\n"
+    )
+    start = str(time.time() + 4)  # every process past its imports: they open together
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, url, start], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode()[-500:] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors

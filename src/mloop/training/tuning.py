@@ -281,14 +281,30 @@ class StudyStorage:
     display: str = ""
 
     def open(self, heartbeat_seconds: int | None) -> optuna.storages.RDBStorage:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                self.url,
-                engine_kwargs=self.engine_kwargs,
-                heartbeat_interval=heartbeat_seconds,
-                grace_period=None if heartbeat_seconds is None else 2 * heartbeat_seconds,
-            )
+        """Optuna's storage. Two processes opening a new database at once both create its
+        schema and stamp its version, and one fails ("UNIQUE constraint failed:
+        alembic_version", "table ... already exists"): the loser tries again, and finds the
+        schema made."""
+        import sqlalchemy.exc
+
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        self.url,
+                        engine_kwargs=self.engine_kwargs,
+                        heartbeat_interval=heartbeat_seconds,
+                        grace_period=None if heartbeat_seconds is None else 2 * heartbeat_seconds,
+                    )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+                if attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 10
 
 
 def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -181,7 +181,7 @@ def test_a_server_that_stops_answering_pings_fails_the_connection(
     puller = puller_of(lambda _req, inbox: status(inbox, "408 Request Timeout"), pong=False)
     # the missed pong is what it notices; on a loaded machine the fake server's end may close
     # first, and the next write fails instead — either way the connection is declared dead
-    with pytest.raises(StreamUnavailable, match="stopped answering|Broken pipe"):
+    with pytest.raises(StreamUnavailable, match=r"stopped answering|Broken pipe"):
         _take_until_failure(puller, 5)
 
 
