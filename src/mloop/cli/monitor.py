@@ -20,6 +20,15 @@ from mloop.cli._common import (
 app = new_app("Monitoring: is the traffic still like the training data?")
 
 
+def _cells(col: Any) -> list[str]:
+    """A column's verdict as table cells: column, kind, method, statistic, rule, PSI, flag."""
+    stat = "-" if col.statistic is None else f"{col.statistic:.4f}"
+    rule = "p <" if col.method in ("ks", "chi_square") else "≥"
+    psi = "-" if col.psi is None else f"{col.psi:.3f}"
+    flag = "[red]DRIFT[/red]" if col.drifted else "[green]ok[/green]"
+    return [col.column, col.kind, col.method, stat, f"{rule} {col.threshold}", psi, flag]
+
+
 def drift_table(report: Any) -> Table:
     table = Table(
         "column",
@@ -34,20 +43,8 @@ def drift_table(report: Any) -> Table:
         title_justify="left",
     )
     for col in [*report.features, *report.outputs]:
-        stat = "-" if col.statistic is None else f"{col.statistic:.4f}"
-        rule = "p <" if col.method in ("ks", "chi_square") else "≥"
-        psi = "-" if col.psi is None else f"{col.psi:.3f}"
-        flag = "[red]DRIFT[/red]" if col.drifted else "[green]ok[/green]"
-        table.add_row(
-            col.column,
-            col.kind,
-            col.method,
-            stat,
-            f"{rule} {col.threshold}",
-            psi,
-            f"{col.current_rows:,}",
-            flag,
-        )
+        *cells, flag = _cells(col)
+        table.add_row(*cells, f"{col.current_rows:,}", flag)
     return table
 
 
@@ -64,11 +61,7 @@ def dataset_table(report: Any) -> Table:
         title_justify="left",
     )
     for col in report.columns:
-        stat = "-" if col.statistic is None else f"{col.statistic:.4f}"
-        rule = "p <" if col.method in ("ks", "chi_square") else "≥"
-        psi = "-" if col.psi is None else f"{col.psi:.3f}"
-        flag = "[red]DRIFT[/red]" if col.drifted else "[green]ok[/green]"
-        table.add_row(col.column, col.kind, col.method, stat, f"{rule} {col.threshold}", psi, flag)
+        table.add_row(*_cells(col))
     return table
 
 

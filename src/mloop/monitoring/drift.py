@@ -54,6 +54,13 @@ class ColumnDrift(BaseModel):
     note: str | None = None
 
 
+def no_verdict(base: dict[str, Any], note: str) -> ColumnDrift:
+    """A column with too little on one side to compare: described, not judged."""
+    return ColumnDrift(
+        **base, method="none", statistic=None, threshold=0.0, drifted=False, psi=None, note=note
+    )
+
+
 def _finite(value: float) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
 
@@ -82,15 +89,7 @@ def numeric_drift(column: str, reference: np.ndarray, current: np.ndarray) -> Co
         "current_summary": _numeric_summary(cur),
     }
     if ref.size < 2 or cur.size < 2:
-        return ColumnDrift(
-            **base,
-            method="none",
-            statistic=None,
-            threshold=0.0,
-            drifted=False,
-            psi=None,
-            note="too few non-null values to compare",
-        )
+        return no_verdict(base, "too few non-null values to compare")
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, PSI_BINS + 1)))
     if edges.size >= 2:
         edges[0], edges[-1] = -np.inf, np.inf

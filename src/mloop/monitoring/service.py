@@ -190,6 +190,18 @@ class MonitoringService:
             )
         return frame
 
+    def _training_frame(self, version: ModelVersion) -> tuple[Any, pl.DataFrame]:
+        """The dataset version ``version`` was trained on, and its rows (a seeded sample of
+        ``MAX_REFERENCE_ROWS`` when it has more)."""
+        dataset_version_id = version.info.get("dataset_version_id")
+        if not dataset_version_id:
+            raise NotFound(f"{version.ref} records no training dataset to compare with")
+        reference_version = self._datasets.get_by_id(dataset_version_id)
+        reference = self._datasets.load_polars(reference_version)
+        if reference.height > MAX_REFERENCE_ROWS:
+            reference = reference.sample(MAX_REFERENCE_ROWS, seed=0)
+        return reference_version, reference
+
     # -- windows of the prediction log ------------------------------------------------------
 
     def _profile(self, version: ModelVersion) -> Profile:
@@ -199,22 +211,13 @@ class MonitoringService:
         cached = self._profiles.get(key)
         if cached is not None:
             return cached
-        dataset_version_id = version.info.get("dataset_version_id")
-        if not dataset_version_id:
-            raise NotFound(f"{version.ref} records no training dataset to compare with")
-        reference = self._datasets.load_polars(self._datasets.get_by_id(dataset_version_id))
-        if reference.height > MAX_REFERENCE_ROWS:
-            reference = reference.sample(MAX_REFERENCE_ROWS, seed=0)
-        names = [c.name for c in version.require_signature().inputs]
+        _, reference = self._training_frame(version)
+        inputs = version.require_signature().inputs
+        numbers = ("integer", "float")
+        numeric = [pl.col(c.name).cast(pl.Float64) for c in inputs if c.type in numbers]
         profile = profile_frame(
-            reference.with_columns(
-                [
-                    reference.get_column(c.name).cast(pl.Float64)
-                    for c in version.require_signature().inputs
-                    if c.type in ("integer", "float")
-                ]
-            ),
-            [n for n in names if column_kind(reference.schema[n]) is not None],
+            reference.with_columns(numeric),
+            [c.name for c in inputs if column_kind(reference.schema[c.name]) is not None],
         )
         self._profiles[key] = profile
         return profile
@@ -409,13 +412,7 @@ class MonitoringService:
                 f"until {until.isoformat()}"
             )
         current = self.current_window(version, since, until)
-        dataset_version_id = version.info.get("dataset_version_id")
-        if not dataset_version_id:
-            raise NotFound(f"{version.ref} records no training dataset to compare with")
-        reference_version = self._datasets.get_by_id(dataset_version_id)
-        reference = self._datasets.load_polars(reference_version)
-        if reference.height > MAX_REFERENCE_ROWS:
-            reference = reference.sample(MAX_REFERENCE_ROWS, seed=0)
+        reference_version, reference = self._training_frame(version)
 
         features = [
             self._column(c.name, c.type, reference, current)

@@ -40,6 +40,7 @@ from mloop.monitoring.drift import (
     _finite,
     _psi,
     _top,
+    no_verdict,
 )
 
 if TYPE_CHECKING:
@@ -532,15 +533,7 @@ def numeric_from_summaries(
         "current_summary": _summary(cur),
     }
     if n_ref < 2 or n_cur < 2:
-        return ColumnDrift(
-            **base,
-            method="none",
-            statistic=None,
-            threshold=0.0,
-            drifted=False,
-            psi=None,
-            note="too few non-null values to compare",
-        )
+        return no_verdict(base, "too few non-null values to compare")
     psi = _psi_of(ref, cur)
     if min(n_ref, n_cur) <= limits.small_sample:
         from scipy import stats
@@ -634,15 +627,7 @@ def categorical_from_summaries(
         "current_summary": _top(cur.counts, n_cur),
     }
     if n_ref == 0 or n_cur == 0:
-        return ColumnDrift(
-            **base,
-            method="none",
-            statistic=None,
-            threshold=0.0,
-            drifted=False,
-            psi=None,
-            note="no values to compare",
-        )
+        return no_verdict(base, "no values to compare")
     ref_share, cur_share = r / n_ref, c / n_cur
     psi = _psi(ref_share, cur_share)
     if min(n_ref, n_cur) <= limits.small_sample:

@@ -380,25 +380,16 @@ def _row(r: PredictionRecord) -> list[Any]:
     ]
 
 
+def _as_columns(row: list[Any]) -> tuple[Any, ...]:
+    """A ``_row`` as the INSERT takes it: inputs and outputs as JSON text (orjson writes NaN
+    and infinities as null, and NumPy scalars as numbers)."""
+    inputs = orjson.dumps(row[6], option=_NUMPY).decode()
+    outputs = orjson.dumps(row[7], option=_NUMPY).decode()
+    return (*row[:6], inputs, outputs, *row[8:])
+
+
 def _values(batch: list[PredictionRecord]) -> list[tuple[Any, ...]]:
-    dumps = orjson.dumps
-    # orjson writes NaN and infinities as null, and NumPy scalars as numbers
-    return [
-        (
-            r.request_id,
-            r.row_index,
-            r.model_name,
-            r.model_version,
-            r.ts_ms,
-            r.latency_ms,
-            dumps(r.inputs, option=_NUMPY).decode(),
-            dumps(r.outputs, option=_NUMPY).decode(),
-            r.deployment,
-            r.variant,
-            r.shadow,
-        )
-        for r in batch
-    ]
+    return [_as_columns(_row(r)) for r in batch]
 
 
 def _send_frame(child: subprocess.Popen[bytes], kind: bytes, payload: bytes) -> None:
@@ -420,7 +411,6 @@ def writer_main() -> None:
         os.nice(5)  # requests first: it catches up when the server has a moment
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     writer: _SqlWriter | None = None
-    dumps = orjson.dumps
     while header := source.read(_HEADER.size):
         if len(header) < _HEADER.size:
             break
@@ -429,13 +419,7 @@ def writer_main() -> None:
         if kind == b"U":
             writer = _SqlWriter(Database(payload.decode()))
         elif kind == b"R" and writer is not None:
-            rows = orjson.loads(payload)
-            writer.write(
-                [
-                    (*row[:6], dumps(row[6]).decode(), dumps(row[7]).decode(), *row[8:])
-                    for row in rows
-                ]
-            )
+            writer.write([_as_columns(row) for row in orjson.loads(payload)])
         elif kind == b"S" and writer is not None:
             sink.write(struct.pack(">QQQ", writer.written, writer.dropped, writer.failed_batches))
             sink.flush()
