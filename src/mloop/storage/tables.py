@@ -222,6 +222,8 @@ predictions = sa.Table(
     sa.Column("deployment", NAME, nullable=True),  # revision 0008: served through a deployment
     sa.Column("variant", NAME, nullable=True),  # ... by this variant of it
     sa.Column("shadow", sa.Boolean, nullable=True),  # ... as a shadow: never returned
+    # revision 0012: the code of a request the variant failed (its row has no prediction)
+    sa.Column("error", sa.String(64), nullable=True),
     sa.Index(None, "model_name", "ts"),
 )
 
@@ -490,4 +492,86 @@ monitor_windows = sa.Table(
     sa.Column("last_prediction_id", sa.BigInteger, nullable=False),  # the newest folded in
     sa.Column("updated_at", MS, nullable=False),
     sa.UniqueConstraint("model_name", "model_version", "width_ms", "start_ms"),
+)
+
+# -- revision 0010 ---------------------------------------------------------------------------
+
+# labels that arrive after the prediction (POST /v1/feedback, a file, a stream), joined to the
+# prediction log by (request_id, row_index); a label sent again replaces the earlier one
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("request_id", ID, nullable=False),
+    sa.Column("row_index", sa.Integer, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),  # JSON: the true value
+    sa.Column("model_name", NAME, nullable=False),  # of the prediction it labels
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("prediction_ts", MS, nullable=False),  # when that prediction was made
+    sa.Column("received_at", MS, nullable=False, index=True),
+    sa.Column("source", sa.String(32), nullable=False),  # api, file, stream
+    sa.UniqueConstraint("request_id", "row_index"),
+    sa.Index("ix_feedback_model_ts", "model_name", "model_version", "prediction_ts"),
+)
+
+# -- revision 0011 ---------------------------------------------------------------------------
+
+# alert rules over monitored series, their current state, and every transition
+alert_rules = sa.Table(
+    "alert_rules",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", NAME, nullable=False, unique=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # ok, pending, firing
+    sa.Column("state_since", MS, nullable=True),
+    sa.Column("last_value", sa.Float, nullable=True),
+    sa.Column("last_notified_at", MS, nullable=True),
+    sa.Column("last_evaluated_at", MS, nullable=True),
+    sa.Column("created_at", MS, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("rule_name", NAME, nullable=False),
+    sa.Column("ts", MS, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # pending, firing, resolved, notified
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_alert_events_rule_ts", "rule_name", "ts"),
+)
+
+# -- revision 0012 ---------------------------------------------------------------------------
+
+# the closed loop: a retraining policy per registered model, and each pass of the loop
+loop_policies = sa.Table(
+    "loop_policies",
+    metadata,
+    sa.Column("model_name", NAME, primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+    sa.Column("updated_by", NAME, nullable=True),
+)
+
+loop_runs = sa.Table(
+    "loop_runs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_name", NAME, nullable=False, index=True),
+    # triggered, training, gating, canary, promoted, rolled_back, failed, refused
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("trigger", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("champion_version", sa.Integer, nullable=True),
+    sa.Column("candidate_version", sa.Integer, nullable=True),
+    sa.Column("started_at", MS, nullable=False),
+    sa.Column("updated_at", MS, nullable=False),
+    sa.Column("ended_at", MS, nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
 )
