@@ -369,6 +369,42 @@ def test_a_failing_shadow_never_fails_the_client_and_is_counted(
     assert not any(r["shadow"] for r in logged)
 
 
+def test_a_request_the_variant_fails_is_logged_as_one_error_row(
+    fws: Workspace, rows: list[dict[str, Any]]
+) -> None:
+    # a canary of other@1 (x, y, cat) refuses the fraud rows: its failures are logged, with the
+    # variant and version they belong to, and no prediction; the stable variant's answers are not
+    fws.deployments.create(
+        "fraud",
+        {
+            "strategy": "canary",
+            "variants": [
+                {"name": "stable", "model": "fraud@1"},
+                {"name": "canary", "model": "other@1", "weight": 50},
+            ],
+        },
+    )
+    statuses: Counter[tuple[str, int]] = Counter()
+    with TestClient(create_app(fws)) as client:
+        for i in range(40):
+            answer = client.post("/v1/deployments/fraud/predict", json={"rows": rows, "key": i})
+            statuses[("ok" if answer.status_code == 200 else "refused", answer.status_code)] += 1
+    refused = sum(n for (kind, _), n in statuses.items() if kind == "refused")
+    assert 0 < refused < 40
+    assert {code for (kind, code) in statuses if kind == "refused"} <= {400, 422}
+    logged = _logged(fws)
+    errors = [r for r in logged if r["error"] is not None]
+    served = [r for r in logged if r["error"] is None]
+    assert len(errors) == refused
+    assert {(r["variant"], r["model_name"], r["model_version"]) for r in errors} == {
+        ("canary", "other", 1)
+    }
+    assert all(r["outputs"] == {} and r["row_index"] == 0 for r in errors)
+    assert {r["error"] for r in errors} <= {"INVALID_INPUT", "SCHEMA_MISMATCH"}
+    assert len(served) == (40 - refused) * len(rows)
+    assert {r["variant"] for r in served} == {"stable"}
+
+
 # -- version pins -------------------------------------------------------------------------------
 
 

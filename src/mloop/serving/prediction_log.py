@@ -52,8 +52,9 @@ _COLUMNS = (
     "deployment",
     "variant",
     "shadow",
+    "error",
 )
-_ROWS_PER_STATEMENT = 500  # x 11 parameters: far below SQLite's 32,766
+_ROWS_PER_STATEMENT = 500  # x 12 parameters: far below SQLite's 32,766
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class PredictionRecord:
     deployment: str | None = None
     variant: str | None = None
     shadow: bool | None = None
+    error: str | None = None  # a failed request's code: no prediction, outputs empty
 
 
 class PredictionLogger:
@@ -377,6 +379,7 @@ def _row(r: PredictionRecord) -> list[Any]:
         r.deployment,
         r.variant,
         r.shadow,
+        r.error,
     ]
 
 

@@ -345,23 +345,30 @@ class ServingRuntime:
             if isinstance(first, dict) and first.get(deployment.sticky_key) is not None:
                 key = str(first[deployment.sticky_key])
         chosen = live.pick(key) if version is None else live.variant_for_version(version)
-        if chosen.feature_spec is not None:
-            rows = await asyncio.to_thread(self._with_features, chosen, rows)
-        prepared = chosen.served.prepare(rows)
-        batcher = chosen.batcher
-        waiting = self.requests_waiting
-        if (
-            waiting is not None
-            and self._in_flight <= 1
-            and batcher.max_wait == 0
-            and batcher.idle
-            and waiting() == 0
-        ):  # nobody to share a model call with: predict now, skipping the queue's round trip
-            predictions, probabilities = batcher.run_alone(prepared, prepared[1])
-        else:
-            predictions, probabilities = await batcher.submit(
-                prepared, prepared[1], deployment.timeout_ms / 1000
-            )
+        try:
+            if chosen.feature_spec is not None:
+                rows = await asyncio.to_thread(self._with_features, chosen, rows)
+            prepared = chosen.served.prepare(rows)
+            batcher = chosen.batcher
+            waiting = self.requests_waiting
+            if (
+                waiting is not None
+                and self._in_flight <= 1
+                and batcher.max_wait == 0
+                and batcher.idle
+                and waiting() == 0
+            ):  # nobody to share a model call with: predict now, skipping the queue's round trip
+                predictions, probabilities = batcher.run_alone(prepared, prepared[1])
+            else:
+                predictions, probabilities = await batcher.submit(
+                    prepared, prepared[1], deployment.timeout_ms / 1000
+                )
+        except Exception as exc:
+            # the variant failed the request: one row in the log says so (a canary's error
+            # rate, and the error_rate series of alerts, are read from these rows)
+            if self._logger is not None:
+                self._log_failure(live, chosen, exc, time.perf_counter() - started)
+            raise
         latency = time.perf_counter() - started
         request_id = new_id()
         if live.shadows:
@@ -459,6 +466,30 @@ class ServingRuntime:
             for i, (row, prediction) in enumerate(zip(rows, predictions, strict=True))
         ]
         self._logger.log(records)
+
+    def _log_failure(
+        self, live: LiveDeployment, chosen: LiveVariant, exc: Exception, latency: float
+    ) -> None:
+        assert self._logger is not None
+        code = exc.code if isinstance(exc, MloopError) else type(exc).__name__
+        self._logger.log(
+            [
+                PredictionRecord(
+                    request_id=new_id(),
+                    row_index=0,
+                    model_name=chosen.version.name,
+                    model_version=chosen.version.version,
+                    ts_ms=now_ms(),
+                    latency_ms=latency * 1000,
+                    inputs={},
+                    outputs={},
+                    deployment=live.name,
+                    variant=chosen.name,
+                    shadow=False,
+                    error=code[:64],
+                )
+            ]
+        )
 
     def count_error(self, deployment: str, code: str) -> None:
         label = deployment if deployment in self._live else "_unknown"
