@@ -26,13 +26,14 @@ RANKS = {
     "lineage": 5,  # resolves references through data, tracking and registry
     "serving": 6,
     "monitoring": 6,
-    "workspace": 7,
-    "fluent": 8,  # the fluent tracking API opens workspaces or remote stores
-    "client": 9,  # MloopClient defaults to the fluent API's store
-    "autologging": 9,  # autologging logs through the fluent API
-    "api": 8,
-    "demo": 8,
-    "cli": 9,  # the command line hosts the API server and the demo
+    "loop": 7,  # the controller drives training, registry, serving and monitoring
+    "workspace": 8,
+    "fluent": 9,  # the fluent tracking API opens workspaces or remote stores
+    "client": 10,  # MloopClient defaults to the fluent API's store
+    "autologging": 10,  # autologging logs through the fluent API
+    "api": 9,
+    "demo": 9,
+    "cli": 10,  # the command line hosts the API server and the demo
 }
 DOMAIN_PACKAGES = [name for name in RANKS if (SRC / name / "__init__.py").exists()]
 
