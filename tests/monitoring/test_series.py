@@ -60,9 +60,7 @@ def test_latency_errors_and_volume_per_window(ws: Workspace) -> None:
     assert len(ws.series.compute(MODEL, "latency_p99", width=MINUTE, until=later, last=3)) == 1
     # trailing: the newest window is the minute before `until`, wherever it falls
     half = BASE + MINUTE + timedelta(seconds=30)
-    trailing = ws.series.compute(
-        MODEL, "volume", width=MINUTE, until=half, last=1, trailing=True
-    )
+    trailing = ws.series.compute(MODEL, "volume", width=MINUTE, until=half, last=1, trailing=True)
     assert trailing[0].start == BASE + timedelta(seconds=30)
     assert trailing[0].end == half
     # rows 0..99 land in the first 10 s of each minute: the second minute's rows and errors
@@ -89,9 +87,11 @@ def test_drift_per_window(ws: Workspace) -> None:
 
 def test_null_rate_per_window(ws: Workspace) -> None:
     frame = drift_frame(200, 6, labelled=False)
-    nulled = frame.with_row_index().with_columns(
-        x=pl_when_index_below(50, "x"), cat=pl_when_index_below(20, "cat")
-    ).drop("index")
+    nulled = (
+        frame.with_row_index()
+        .with_columns(x=pl_when_index_below(50, "x"), cat=pl_when_index_below(20, "cat"))
+        .drop("index")
+    )
     log_rows(ws, BASE, frame)
     log_rows(ws, BASE + MINUTE, nulled)
     until = BASE + 2 * MINUTE
@@ -152,7 +152,9 @@ def test_more_series_plug_in_by_name(sqlite_ws: Workspace) -> None:
 
     def constant(_service: SeriesService, query: SeriesQuery) -> list[SeriesPoint]:
         seen.append(query)
-        return [SeriesPoint(query.until - query.width, query.until, float(query.spec.argument))]
+        return [
+            SeriesPoint(query.until - query.width, query.until, float(query.spec.argument or 0))
+        ]
 
     sqlite_ws.series.register("constant", constant, argument="value", description="a number")
     assert sqlite_ws.series.names()["constant:VALUE"] == "a number"
