@@ -40,6 +40,15 @@ def serve(
     ] = 30.0,
     log_predictions: Annotated[bool, typer.Option("--log-predictions/--no-log-predictions")] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    loop: Annotated[
+        bool | None,
+        typer.Option(
+            "--loop/--no-loop",
+            help="Run the loop controller beside the server (default: when a model has an "
+            "enabled loop policy).",
+        ),
+    ] = None,
+    loop_interval: Annotated[str, typer.Option(help="The controller's round interval.")] = "30s",
 ) -> None:
     """Serve the REST API and every deployment (/v1/deployments/NAME/predict, the Open
     Inference Protocol V2 under /v2, MLflow's /invocations); /docs has the OpenAPI,
@@ -59,6 +68,8 @@ def serve(
     ws = open_workspace(ctx)  # opens (and migrates) the workspace before any worker starts
     if deployment is not None:
         ws.deployments.get(deployment)  # a clear error now rather than a 404 per request
+    if loop or (loop is None and ws.loop.policies(enabled_only=True)):
+        _start_controller(ws.home, loop_interval)
     scheme = "https" if ssl_certfile else "http"
     names = [d.name for d in ws.deployments.list()]
     console.print(
@@ -94,6 +105,36 @@ def serve(
     )
     ws.close()
     uvicorn.run("mloop.api.server:worker_app", factory=True, workers=workers, **common)
+
+
+def _start_controller(home: Path, interval: str) -> None:
+    """The loop controller in a process of its own (training must not share the serving
+    processes' cores and interpreter lock), ended with the server."""
+    import atexit
+    import subprocess
+    import sys
+
+    from mloop.data import parse_duration
+
+    try:
+        parse_duration(interval)
+    except ValueError:
+        fail(f"--loop-interval must be a duration such as 30s or 5m, not {interval!r}")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mloop", "loop", "run", "--interval", interval],
+        env={**os.environ, "MLOOP_HOME": str(home)},
+    )
+    console.print(f"loop controller running (pid {child.pid}, a round every {interval})")
+
+    def stop() -> None:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    atexit.register(stop)
 
 
 def _exit_cleanly(_signum: int, _frame: Any) -> None:
