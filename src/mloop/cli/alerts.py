@@ -107,16 +107,14 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     if not alerts:
         console.print("no alert rules yet: mloop alerts add NAME -m MODEL --series S ...")
         return
-    table = Table(
-        "name", "condition", "window", "for", "severity", "state", "last value", "evaluated"
-    )
+    table = Table("name", "condition", "for", "severity", "state", "value", "evaluated")
+    table.columns[1].overflow = "fold"  # a narrow terminal folds the condition, never cuts it
     for a in alerts:
         state = _state(a.state) if a.enabled else "[dim]disabled[/dim]"
         value = "-" if a.last_value is None else fmt_num(a.last_value)
         table.add_row(
             a.name,
-            a.condition(),
-            a.window,
+            f"{a.condition()} over {a.window}",
             a.for_,
             a.severity,
             state,
