@@ -52,8 +52,15 @@ def test_each_window_against_the_training_data_and_the_previous_one(ws: Workspac
     assert [sorted(w.drifted_columns) for w in windows] == [[], [], ["cat", "x"]]
     assert all(w.end - w.start == SECOND for w in windows)
     assert windows[0].against == "training data"
+    # the model's outputs against its hold-out predictions: they move with x and cat
+    assert [[o.column for o in w.outputs] for w in windows] == [
+        ["prediction", "prediction_score"]
+    ] * 3
+    assert [w.drifted_outputs for w in windows] == [[], [], ["prediction", "prediction_score"]]
+    assert all(w.share_drifted == len(w.drifted_columns) / 3 for w in windows)  # inputs only
     previous = ws.monitoring.window_drift(MODEL, width=SECOND, against="previous")
     assert [sorted(w.drifted_columns) for w in previous] == [[], ["cat", "x"]]
+    assert [w.drifted_outputs for w in previous] == [[], ["prediction", "prediction_score"]]
     # two windows merged: the last one's drift diluted by a calm one, still seen
     sliding = ws.monitoring.window_drift(MODEL, width=SECOND, sliding=2, last=1)
     assert sliding[0].rows == 3000
@@ -75,9 +82,54 @@ def test_updates_fold_in_only_what_is_new(ws: Workspace) -> None:
         rows = conn.execute(w.select().order_by(w.c.start_ms)).all()
     assert [r.rows for r in rows] == [1200, 700]
     summary = json.loads(rows[0].summary)
-    assert set(summary["columns"]) == {"x", "y", "cat"}
+    # the inputs, and the model's outputs
+    assert set(summary["columns"]) == {"x", "y", "cat", "prediction", "prediction_score"}
     # a second width keeps windows of its own
     assert ws.monitoring.update_windows(MODEL, width=timedelta(hours=1)).folded == 1900
+
+
+def test_windows_folded_before_outputs_and_quality_counters_still_load(ws: Workspace) -> None:
+    _serve(ws, [(42, False, 800)])
+    ws.monitoring.update_windows(MODEL, width=SECOND)
+    w = tables.monitor_windows
+    with ws.db.write() as conn:  # as an older mloop stored it: inputs only, no counters
+        row = conn.execute(w.select()).one()
+        summary = json.loads(row.summary)
+        for name in ("prediction", "prediction_score"):
+            del summary["columns"][name]
+        for column in summary["columns"].values():
+            for key in ("low", "high", "below", "above"):
+                column.pop(key, None)
+        conn.execute(w.update().values(summary=json.dumps(summary)))
+    _serve(ws, [(41, True, 600)])  # a later window, folded with everything
+    windows = ws.monitoring.window_drift(MODEL, width=SECOND)
+    assert [w.rows for w in windows] == [800, 600]
+    old, new = windows
+    assert old.drifted_columns == []
+    assert old.drifted_outputs == []
+    assert [o.method for o in old.outputs] == ["none", "none"]  # nothing to judge
+    assert new.drifted_outputs == ["prediction", "prediction_score"]
+    quality = ws.monitoring.window_quality(MODEL, width=SECOND, update=False)
+    x_old = next(c for c in quality[0].columns if c.column == "x")
+    x_new = next(c for c in quality[1].columns if c.column == "x")
+    assert x_old.estimated
+    assert x_old.out_of_range_rate is not None
+    assert not x_new.estimated
+    # folding more into the old window keeps it readable
+    _serve_at(ws, int(old.start.timestamp() * 1000), 50)
+    again = ws.monitoring.window_drift(MODEL, width=SECOND)
+    assert again[0].rows == 850
+
+
+def _serve_at(ws: Workspace, ts_ms: int, rows: int) -> None:
+    """Log ``rows`` predictions at ``ts_ms`` directly (copies of the newest logged row)."""
+    p = tables.predictions
+    with ws.db.write() as conn:
+        newest = conn.execute(p.select().order_by(p.c.id.desc())).first()
+        assert newest is not None
+        values = dict(newest._mapping)
+        del values["id"]
+        conn.execute(p.insert(), [{**values, "ts": ts_ms, "row_index": i} for i in range(rows)])
 
 
 def test_bad_input_is_refused(ws: Workspace) -> None:
@@ -102,6 +154,9 @@ def test_the_cli_lists_windows_and_fails_on_drift(ws: Workspace) -> None:
     table = runner.invoke(app, [*base, "--fail-on-drift"])
     assert table.exit_code == 1, table.output  # the newest window drifted
     assert "cat, x" in table.stdout or "x, cat" in table.stdout
+    assert "drifted outputs" in table.stdout
+    assert "prediction_score" in table.stdout
+    assert [w["drifted_outputs"] for w in windows] == [[], ["prediction", "prediction_score"]]
     bad = runner.invoke(app, [*base[:-2], "-w", "soon"])
     assert bad.exit_code == 2
     assert "is not a duration" in bad.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -339,30 +341,50 @@ def _category_shares(
     return [(k, ref.counts.get(k, 0) / n_ref, cur.counts.get(k, 0) / n_cur) for k in keys]
 
 
+def column_chart(name: str, reference: Profile | Summary | None, current: Summary | None) -> str:
+    """A column's reference against its current data, as a small inline SVG: the reference's
+    deciles (numbers) or top categories — from the summaries, a few kB whatever the rows."""
+    if reference is None or current is None:
+        return ""
+    ref, cur = reference.columns.get(name), current.columns.get(name)
+    if isinstance(ref, NumericSummary) and isinstance(cur, NumericSummary):
+        return _bars(_decile_shares(ref, cur))
+    if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
+        return _bars(_category_shares(ref, cur))
+    return ""
+
+
+def _drift_row(
+    col: ColumnDrift, reference: Profile | Summary | None, current: Summary | None
+) -> str:
+    """A column's verdict as a table row: column, kind, method, statistic, rule, PSI, nulls,
+    verdict, chart."""
+    chart = column_chart(col.column, reference, current)
+    stat = "–" if col.statistic is None else f"{col.statistic:.4g}"
+    rule = "p &lt;" if col.method in ("ks", "chi_square") else "≥"
+    psi = "–" if col.psi is None else f"{col.psi:.3f}"
+    verdict = '<b class="bad">drift</b>' if col.drifted else '<span class="ok">ok</span>'
+    if col.method == "none":
+        verdict = f'<span title="{html.escape(col.note or "")}">–</span>'
+    return (
+        f"<tr><td>{html.escape(col.column)}</td><td>{col.kind}</td><td>{col.method}</td>"
+        f"<td>{stat}</td><td>{rule} {col.threshold:g}</td><td>{psi}</td>"
+        f"<td>{col.current_null_fraction:.1%}</td><td>{verdict}</td><td>{chart}</td></tr>"
+    )
+
+
+_STYLE = """body { font: 14px system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; } td, th { padding: 4px 10px; border-bottom: 1px solid #eee;
+text-align: left; vertical-align: middle; } .bad { color: #c9302c; } .ok { color: #3c763d; }"""
+
+
 def render_html(
     report: DatasetDriftReport, profile: Profile | None = None, summary: Summary | None = None
 ) -> str:
     """A self-contained page: the verdicts, and per column a small chart of the reference's
     deciles (or top categories) against the current data's — from the summaries, so the page
     stays a few kilobytes a column however many rows were compared."""
-    rows = []
-    for col in report.columns:
-        chart = ""
-        if profile is not None and summary is not None:
-            ref, cur = profile.columns.get(col.column), summary.columns.get(col.column)
-            if isinstance(ref, NumericSummary) and isinstance(cur, NumericSummary):
-                chart = _bars(_decile_shares(ref, cur))
-            elif isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
-                chart = _bars(_category_shares(ref, cur))
-        stat = "–" if col.statistic is None else f"{col.statistic:.4g}"
-        rule = "p &lt;" if col.method in ("ks", "chi_square") else "≥"
-        psi = "–" if col.psi is None else f"{col.psi:.3f}"
-        verdict = '<b class="bad">drift</b>' if col.drifted else '<span class="ok">ok</span>'
-        rows.append(
-            f"<tr><td>{html.escape(col.column)}</td><td>{col.kind}</td><td>{col.method}</td>"
-            f"<td>{stat}</td><td>{rule} {col.threshold:g}</td><td>{psi}</td>"
-            f"<td>{col.current_null_fraction:.1%}</td><td>{verdict}</td><td>{chart}</td></tr>"
-        )
+    rows = [_drift_row(col, profile, summary) for col in report.columns]
     multi = ""
     if report.multivariate is not None:
         m = report.multivariate
@@ -378,9 +400,7 @@ def render_html(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font: 14px system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 4px 10px; border-bottom: 1px solid #eee;
-text-align: left; vertical-align: middle; }} .bad {{ color: #c9302c; }} .ok {{ color: #3c763d; }}
+{_STYLE}
 </style></head><body>
 <h1>{title}</h1>
 <p>{report.current_rows:,} current rows against {report.reference_rows:,} reference rows:
@@ -394,5 +414,169 @@ Charts: reference in grey, current in red (numeric: the reference's deciles).</p
 </table>
 <p>Skipped (a type drift does not measure, or different on the two sides):
 {html.escape(", ".join(report.skipped_columns)) or "none"}.</p>
+</body></html>
+"""
+
+
+# -- per-window report ---------------------------------------------------------------------------
+
+
+@dataclass
+class WindowSection:
+    """One window of a report: its drift (None against the previous window when there was
+    none), its quality, and the summaries the charts are drawn from."""
+
+    start: datetime
+    end: datetime
+    rows: int
+    drift: Any  # WindowDrift | None
+    quality: Any  # WindowQuality
+    reference: Profile | Summary | None
+    current: Summary
+
+
+_DRIFT_HEAD = (
+    "<tr><th>column</th><th>kind</th><th>method</th><th>statistic</th><th>drift when</th>"
+    "<th>PSI</th><th>null</th><th>verdict</th><th>distribution</th></tr>"
+)
+_QUALITY_HEAD = (
+    "<tr><th>column</th><th>null (training)</th><th>out of range</th><th>limits</th>"
+    "<th>unseen categories</th><th>verdict</th><th>issues</th></tr>"
+)
+
+
+def _field(item: Any, name: str, default: Any = None) -> Any:
+    """An attribute of an object, or a key of a dict."""
+    if isinstance(item, dict):
+        return item.get(name, default)
+    return getattr(item, name, default)
+
+
+def _instant(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
+
+
+def _quality_row(col: Any) -> str:
+    limits = "–"
+    if col.kind == "numeric":
+        low = "−∞" if col.low is None else f"{col.low:.4g}"
+        high = "∞" if col.high is None else f"{col.high:.4g}"
+        limits = f"[{low}, {high}]"
+    out_of_range = _rate(col.out_of_range_rate) + (" (est.)" if col.estimated else "")
+    unseen = _rate(col.unseen_category_rate)
+    if col.unseen_categories:
+        names = ", ".join(str(u["value"]) for u in col.unseen_categories)
+        unseen += f" <small>{html.escape(names)}</small>"
+    verdict = '<b class="bad">failed</b>' if col.failed else '<span class="ok">ok</span>'
+    return (
+        f"<tr><td>{html.escape(col.column)}</td>"
+        f"<td>{col.null_rate:.2%} ({col.training_null_rate:.2%})</td><td>{out_of_range}</td>"
+        f"<td>{limits}</td><td>{unseen}</td><td>{verdict}</td>"
+        f"<td>{html.escape('; '.join(col.issues))}</td></tr>"
+    )
+
+
+def _performance_rows(windows: list[Any]) -> str:
+    rows = []
+    for w in windows:
+        metrics = _field(w, "metrics") or {}
+        cells = ", ".join(
+            f"{html.escape(str(k))} {v:.4g}" if isinstance(v, int | float) else f"{k} –"
+            for k, v in sorted(metrics.items())
+        )
+        start, end = _instant(_field(w, "start")), _instant(_field(w, "end"))
+        span = f"{start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S}" if start and end else "–"
+        rows.append(
+            f"<tr><td>{span}</td><td>{html.escape(str(_field(w, 'version', '–')))}</td>"
+            f"<td>{_field(w, 'labeled', 0) or 0:,}</td><td>{cells or '–'}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _overlapping(performance: list[Any], start: datetime, end: datetime) -> list[Any]:
+    out = []
+    for w in performance:
+        w_start, w_end = _instant(_field(w, "start")), _instant(_field(w, "end"))
+        if w_start is not None and w_end is not None and w_start < end and w_end > start:
+            out.append(w)
+    return out
+
+
+def render_window_report(
+    title: str, sections: list[WindowSection], performance: list[Any] | None = None
+) -> str:
+    """A self-contained page, newest window first: per window its drift (inputs, then the
+    model's outputs) with a chart a column, its data quality a column, and the live
+    performance of the windows that overlap it (``performance``: objects or dicts with start,
+    end, version, labeled, metrics). Summaries only: no logged row is embedded, so the page
+    is a few kB a column whatever the traffic."""
+    parts = []
+    for section in reversed(sections):
+        span = f"{section.start:%Y-%m-%d %H:%M:%S} → {section.end:%Y-%m-%d %H:%M:%S}"
+        drift, quality = section.drift, section.quality
+        head = f"<h2>{span} <small>({section.rows:,} rows)</small></h2>"
+        flags = []
+        if drift is not None and drift.drifted_columns:
+            flags.append(f"drifted: {', '.join(drift.drifted_columns)}")
+        if drift is not None and drift.drifted_outputs:
+            flags.append(f"predictions drifted: {', '.join(drift.drifted_outputs)}")
+        if quality is not None and quality.failed_columns:
+            flags.append(f"quality failed: {', '.join(quality.failed_columns)}")
+        summary = "; ".join(flags) or "no drift, no quality issue"
+        parts.append(head + f'<p class="{"bad" if flags else "ok"}">{html.escape(summary)}</p>')
+        if drift is None:
+            parts.append("<p>Drift: no window before this one to compare with.</p>")
+        else:
+            rows = [_drift_row(c, section.reference, section.current) for c in drift.columns]
+            parts.append(
+                f"<h3>Drift against the {html.escape(drift.against)}</h3><table>{_DRIFT_HEAD}"
+                + "".join(rows)
+                + "</table>"
+            )
+            if drift.outputs:
+                rows = [_drift_row(c, section.reference, section.current) for c in drift.outputs]
+                parts.append(
+                    f"<h3>Prediction drift</h3><table>{_DRIFT_HEAD}{''.join(rows)}</table>"
+                )
+        if quality is not None:
+            parts.append(
+                f"<h3>Data quality (limits: {html.escape(quality.bounds)})</h3>"
+                f"<table>{_QUALITY_HEAD}{''.join(_quality_row(c) for c in quality.columns)}"
+                "</table>"
+            )
+        if performance:
+            matching = _overlapping(performance, section.start, section.end)
+            if matching:
+                parts.append(
+                    "<h3>Performance</h3><table><tr><th>window</th><th>version</th>"
+                    f"<th>labeled</th><th>metrics</th></tr>{_performance_rows(matching)}</table>"
+                )
+    if performance:
+        parts.append(
+            "<h2>Live performance</h2><table><tr><th>window</th><th>version</th>"
+            f"<th>labeled</th><th>metrics</th></tr>{_performance_rows(performance)}</table>"
+        )
+    body = "\n".join(parts) or "<p>No window.</p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+{_STYLE}
+h2 {{ margin-top: 2em; border-top: 2px solid #ddd; padding-top: .5em; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{len(sections)} window(s), newest first. Charts: reference in grey, current in red (numbers:
+the reference's deciles; categories: the reference's top ten).</p>
+{body}
 </body></html>
 """

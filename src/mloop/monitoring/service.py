@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from mloop.core.clock import from_ms, now, to_ms
 from mloop.core.errors import InvalidInput, NotFound
 from mloop.core.ids import new_id
 from mloop.core.lazy import lazy_module
-from mloop.data import DatasetService
+from mloop.data import DatasetService, Suite
 from mloop.monitoring.drift import (
     EFFECT_SIZE,
     P_VALUE,
@@ -24,7 +24,20 @@ from mloop.monitoring.drift import (
     categorical_drift,
     numeric_drift,
 )
-from mloop.monitoring.report import DatasetDriftReport, compare_frames, profile_frame
+from mloop.monitoring.quality import (
+    ColumnRules,
+    QualityThresholds,
+    WindowQuality,
+    assess,
+    rules_from_suite,
+)
+from mloop.monitoring.report import (
+    DatasetDriftReport,
+    WindowSection,
+    compare_frames,
+    profile_frame,
+    render_window_report,
+)
 from mloop.monitoring.summary import Profile, Summary, Thresholds, column_kind, compare
 from mloop.registry import ModelVersion, RegistryService
 from mloop.storage import Database, tables
@@ -43,6 +56,8 @@ else:
 DATASET_DRIFT_SHARE = 0.5
 MAX_REFERENCE_ROWS = 200_000
 DEFAULT_WINDOW = timedelta(hours=1)
+OUTPUTS = ("prediction", "prediction_score")  # the outputs summarised in each window
+REPORT_WINDOWS = 24  # windows a report shows unless told
 
 
 def _width_ms(width: timedelta) -> int:
@@ -70,9 +85,34 @@ class WindowDrift(BaseModel):
     end: datetime
     rows: int
     against: str
-    columns: list[ColumnDrift]
+    columns: list[ColumnDrift]  # the inputs
     drifted_columns: list[str]
     share_drifted: float
+    # the model's outputs (prediction, prediction_score) against its hold-out predictions or
+    # the previous window; empty when the run kept no reference predictions
+    outputs: list[ColumnDrift] = []
+    drifted_outputs: list[str] = []
+
+
+class _Window:
+    """A window of the log (one tumbling window or several merged) and its reference."""
+
+    def __init__(
+        self, start_ms: int, end_ms: int, current: Summary, previous: Summary | None
+    ) -> None:
+        self.start, self.end = from_ms(start_ms), from_ms(end_ms)
+        self.current, self.previous = current, previous
+
+
+class _Basis(NamedTuple):
+    """What a look at the windows starts from: the version, its profile (training inputs and
+    hold-out outputs), the suite's rules, where the limits come from, and the windows."""
+
+    version: ModelVersion
+    profile: Profile
+    rules: dict[str, ColumnRules]
+    bounds: str
+    windows: list[_Window]
 
 
 _POLARS_TYPES: dict[str, str] = {
@@ -204,13 +244,68 @@ class MonitoringService:
 
     # -- windows of the prediction log ------------------------------------------------------
 
-    def _profile(self, version: ModelVersion) -> Profile:
-        """The profile of the version's training data over its input features (cached: the
-        dataset version is immutable, and the profile deterministic)."""
-        key = f"{version.name}@{version.version}"
+    def _suite(self, version: ModelVersion) -> Suite | None:
+        """The validation suite of the version's training data: the latest suite named after
+        its dataset (what ``mloop data suite`` infers and edits) or, without one, the latest
+        inferred from that very dataset version."""
+        dataset_version_id = version.info.get("dataset_version_id")
+        if not dataset_version_id:
+            return None
+        dataset = self._datasets.get_by_id(dataset_version_id).dataset
+        t = tables.expectation_suites
+        with self._db.read() as conn:
+            row = None
+            for where in (t.c.name == dataset, t.c.inferred_from == dataset_version_id):
+                row = (
+                    conn.execute(sa.select(t).where(where).order_by(t.c.version.desc()))
+                    .mappings()
+                    .first()
+                )
+                if row is not None:
+                    break
+        if row is None:
+            return None
+        return Suite.parse(
+            {
+                **row["body"],
+                "name": row["name"],
+                "version": row["version"],
+                "inferred_from": row["inferred_from"],
+            }
+        )
+
+    def _reference_outputs(self, version: ModelVersion) -> pl.DataFrame | None:
+        """The hold-out predictions the run kept (REFERENCE_PREDICTIONS), if any."""
+        if not version.run_id:
+            return None
+        try:
+            data = self._tracking.read_artifact(version.run_id, REFERENCE_PREDICTIONS)
+        except NotFound:
+            return None
+        reference = pl.from_arrow(pq.read_table(io.BytesIO(data)))
+        assert isinstance(reference, pl.DataFrame)
+        return reference
+
+    @staticmethod
+    def _as_outputs(version: ModelVersion, frame: pl.DataFrame) -> pl.DataFrame:
+        """Outputs as the window summaries count them: a class label as a category."""
+        if version.require_signature().task != "regression" and "prediction" in frame.columns:
+            frame = frame.with_columns(pl.col("prediction").cast(pl.String))
+        return frame
+
+    def _profile(self, version: ModelVersion) -> tuple[Profile, dict[str, ColumnRules], str]:
+        """The profile of the version's training data over its input features and of its
+        hold-out predictions (when the run kept them), with the validation suite's ranges as
+        the inputs' out-of-range limits; the suite's rules by column; and where the limits
+        come from ("training data" or "suite NAME@N"). Cached per suite version: the dataset
+        version is immutable, and the profile deterministic."""
+        suite = self._suite(version)
+        bounds = f"suite {suite.name}@{suite.version}" if suite else "training data"
+        key = f"{version.name}@{version.version} {bounds}"
+        rules = rules_from_suite(suite)
         cached = self._profiles.get(key)
         if cached is not None:
-            return cached
+            return cached, rules, bounds
         _, reference = self._training_frame(version)
         inputs = version.require_signature().inputs
         numbers = ("integer", "float")
@@ -219,18 +314,29 @@ class MonitoringService:
             reference.with_columns(numeric),
             [c.name for c in inputs if column_kind(reference.schema[c.name]) is not None],
         )
+        outputs = self._reference_outputs(version)
+        if outputs is not None:
+            outputs = self._as_outputs(version, outputs)
+            names = [c for c in OUTPUTS if c in outputs.columns]
+            profile.columns.update(profile_frame(outputs, names).columns)
+        for name, rule in rules.items():
+            if rule.between is not None and name not in OUTPUTS:
+                ref = profile.columns.get(name)
+                if ref is not None and ref.kind == "numeric":
+                    profile.set_limits(name, rule.low, rule.high)
         self._profiles[key] = profile
-        return profile
+        return profile, rules, bounds
 
     def update_windows(
         self, model: str, *, width: timedelta = DEFAULT_WINDOW, batch_rows: int = 50_000
     ) -> WindowUpdate:
         """Fold the predictions of ``model`` logged since the last update into the summaries
         of their tumbling windows (``width`` wide, aligned on the Unix epoch): a batch of
-        ``batch_rows`` at a time, so memory stays bounded however much was logged."""
+        ``batch_rows`` at a time, so memory stays bounded however much was logged. Shadow
+        predictions and failed requests (an error code, no prediction) are left out."""
         version = self._registry.resolve(model)
         width_ms = _width_ms(width)
-        profile = self._profile(version)
+        profile, _, _ = self._profile(version)
         w, p = tables.monitor_windows, tables.predictions
         key = (w.c.model_name == version.name, w.c.model_version == version.version)
         with self._db.read() as conn:
@@ -248,6 +354,7 @@ class MonitoringService:
                         p.c.model_version == version.version,
                         p.c.id > cursor,
                         sa.or_(p.c.shadow.is_(None), p.c.shadow.is_(False)),
+                        p.c.error.is_(None),
                     )
                     .order_by(p.c.id)
                     .limit(batch_rows)
@@ -255,6 +362,7 @@ class MonitoringService:
             if not rows:
                 break
             frame = self._decode(version, [r[2] for r in rows], [r[3] for r in rows])
+            frame = self._as_outputs(version, frame)
             starts = pl.Series([r[1] // width_ms * width_ms for r in rows])
             ids = [r[0] for r in rows]
             frame = frame.with_columns(_start=starts, _id=pl.Series(ids))
@@ -312,32 +420,28 @@ class MonitoringService:
             else:
                 conn.execute(w.update().where(w.c.id == existing.id).values(**values))
 
-    def window_drift(
+    def _windows(
         self,
         model: str,
         *,
-        width: timedelta = DEFAULT_WINDOW,
-        sliding: int = 1,
-        against: str = "training",
-        last: int | None = None,
-        thresholds: Thresholds | None = None,
-        update: bool = True,
-    ) -> list[WindowDrift]:
-        """Drift per window of served inputs: each tumbling window (or, with ``sliding`` = k,
-        the k windows ending at it, merged) against the training data or, with ``against`` =
-        "previous", against the window (of the same span) just before it. ``last``: only the
-        newest so many. Brings the summaries up to date first unless ``update`` is false."""
-        if against not in ("training", "previous"):
-            raise InvalidInput(f"against must be 'training' or 'previous', got {against!r}")
+        width: timedelta,
+        sliding: int,
+        last: int | None,
+        previous: bool,
+        update: bool,
+    ) -> _Basis:
+        """The windows of the log, oldest first: each tumbling window (or, with ``sliding`` =
+        k, the k ending at it, merged), and with ``previous`` the window of the same span just
+        before it (None when nothing was logged then)."""
         if sliding < 1:
             raise InvalidInput(f"sliding must be at least 1 window, got {sliding}")
         if last is not None and last < 1:
             raise InvalidInput(f"last must be at least 1, got {last}")
+        width_ms = _width_ms(width)
         if update:
             self.update_windows(model, width=width)
         version = self._registry.resolve(model)
-        width_ms = _width_ms(width)
-        profile = self._profile(version)
+        profile, rules, bounds = self._profile(version)
         w = tables.monitor_windows
         with self._db.read() as conn:
             stored = conn.execute(
@@ -351,15 +455,24 @@ class MonitoringService:
             ).all()
         if not stored:
             raise NotFound(f"no predictions of {version.ref} were logged yet")
-        by_start = {r.start_ms: r.summary for r in stored}
+        texts = {r.start_ms: r.summary for r in stored}
+        parsed: dict[int, Summary] = {}
+
+        def one(start: int) -> Summary | None:
+            if start not in parsed:
+                text = texts.get(start)
+                if text is None:
+                    return None
+                parsed[start] = profile.summary_from_dict(orjson.loads(text))
+            return parsed[start]
 
         def span(end_start: int) -> Summary | None:
             merged = profile.window()
             found = False
             for k in range(sliding):
-                text = by_start.get(end_start - k * width_ms)
-                if text is not None:
-                    merged.merge(profile.summary_from_dict(orjson.loads(text)))
+                summary = one(end_start - k * width_ms)
+                if summary is not None:
+                    merged.merge(summary)
                     found = True
             return merged if found else None
 
@@ -370,30 +483,115 @@ class MonitoringService:
         for start in starts:
             current = span(start)
             assert current is not None
-            reference: Profile | Summary
-            if against == "training":
-                reference, label = profile, "training data"
-            else:
-                previous = span(start - sliding * width_ms)
-                if previous is None:
-                    continue  # nothing before it to compare with
-                reference, label = previous, "the previous window"
-            results = compare(reference, current, thresholds)
-            drifted = [r.column for r in results if r.drifted]
-            out.append(
-                WindowDrift(
-                    model=version.name,
-                    version=version.version,
-                    start=from_ms(start - (sliding - 1) * width_ms),
-                    end=from_ms(start + width_ms),
-                    rows=current.rows,
-                    against=label,
-                    columns=results,
-                    drifted_columns=drifted,
-                    share_drifted=len(drifted) / max(len(results), 1),
+            before = span(start - sliding * width_ms) if previous else None
+            out.append(_Window(start - (sliding - 1) * width_ms, start + width_ms, current, before))
+        return _Basis(version, profile, rules, bounds, out)
+
+    def window_drift(
+        self,
+        model: str,
+        *,
+        width: timedelta = DEFAULT_WINDOW,
+        sliding: int = 1,
+        against: str = "training",
+        last: int | None = None,
+        thresholds: Thresholds | None = None,
+        update: bool = True,
+    ) -> list[WindowDrift]:
+        """Drift per window of served inputs and of the model's outputs: each tumbling window
+        (or, with ``sliding`` = k, the k windows ending at it, merged) against the training
+        data and the run's hold-out predictions or, with ``against`` = "previous", against the
+        window (of the same span) just before it. ``last``: only the newest so many. Brings
+        the summaries up to date first unless ``update`` is false."""
+        if against not in ("training", "previous"):
+            raise InvalidInput(f"against must be 'training' or 'previous', got {against!r}")
+        basis = self._windows(
+            model,
+            width=width,
+            sliding=sliding,
+            last=last,
+            previous=against == "previous",
+            update=update,
+        )
+        drifts = (_drift_of(basis, w, against, thresholds) for w in basis.windows)
+        return [d for d in drifts if d is not None]
+
+    def window_quality(
+        self,
+        model: str,
+        *,
+        width: timedelta = DEFAULT_WINDOW,
+        sliding: int = 1,
+        last: int | None = None,
+        thresholds: QualityThresholds | None = None,
+        update: bool = True,
+    ) -> list[WindowQuality]:
+        """Data quality of served inputs per window (see :mod:`mloop.monitoring.quality`):
+        null rates, values out of the suite's (or the training data's) range, categories
+        the training data did not have — each column judged against what the training
+        data's validation suite allows, plus ``thresholds``' tolerances."""
+        basis = self._windows(
+            model, width=width, sliding=sliding, last=last, previous=False, update=update
+        )
+        limits = thresholds or QualityThresholds()
+        return [_quality_of(basis, w, limits) for w in basis.windows]
+
+    def window_report(
+        self,
+        model: str,
+        *,
+        width: timedelta = DEFAULT_WINDOW,
+        sliding: int = 1,
+        against: str = "training",
+        last: int | None = REPORT_WINDOWS,
+        thresholds: Thresholds | None = None,
+        quality: QualityThresholds | None = None,
+        performance: list[Any] | None = None,
+        path: str | os.PathLike[str] | None = None,
+        update: bool = True,
+    ) -> str:
+        """An HTML page of the newest ``last`` windows (24 unless told; None: all): per
+        window, drift per feature and for the predictions with a small chart of each (from
+        the summaries, so the page's size does not depend on the rows), data quality per
+        feature, and live performance when ``performance`` windows are given (objects or
+        dicts with start, end, version, labeled and metrics). Written to ``path`` too."""
+        if against not in ("training", "previous"):
+            raise InvalidInput(f"against must be 'training' or 'previous', got {against!r}")
+        basis = self._windows(
+            model,
+            width=width,
+            sliding=sliding,
+            last=last,
+            previous=against == "previous",
+            update=update,
+        )
+        limits = quality or QualityThresholds()
+        sections = []
+        for w in basis.windows:
+            reference = basis.profile if against == "training" else w.previous
+            sections.append(
+                WindowSection(
+                    start=w.start,
+                    end=w.end,
+                    rows=w.current.rows,
+                    drift=_drift_of(basis, w, against, thresholds),
+                    quality=_quality_of(basis, w, limits),
+                    reference=reference,
+                    current=w.current,
                 )
             )
-        return out
+        title = f"{basis.version.ref}: drift, quality and performance per {_duration(width)} window"
+        if sliding > 1:
+            title += f" (sliding over {sliding})"
+        page = render_window_report(title, sections, performance)
+        if path is not None:
+            from pathlib import Path
+
+            try:
+                Path(path).write_text(page, encoding="utf-8")
+            except OSError as exc:
+                raise InvalidInput(f"cannot write the HTML report to {path}: {exc}") from exc
+        return page
 
     def drift(
         self,
@@ -457,14 +655,9 @@ class MonitoringService:
         return categorical_drift(name, ref, cur)
 
     def _outputs(self, version: ModelVersion, current: pl.DataFrame) -> list[ColumnDrift]:
-        if not version.run_id:
+        reference = self._reference_outputs(version)
+        if reference is None:
             return []
-        try:
-            data = self._tracking.read_artifact(version.run_id, REFERENCE_PREDICTIONS)
-        except NotFound:
-            return []
-        reference = pl.from_arrow(pq.read_table(io.BytesIO(data)))
-        assert isinstance(reference, pl.DataFrame)
         results = []
         if version.require_signature().task == "regression":
             results.append(
@@ -491,6 +684,62 @@ class MonitoringService:
                 )
             )
         return results
+
+
+def _drift_of(
+    basis: _Basis, window: _Window, against: str, thresholds: Thresholds | None
+) -> WindowDrift | None:
+    reference: Profile | Summary
+    if against == "training":
+        reference, label = basis.profile, "training data"
+    elif window.previous is None:
+        return None  # nothing before it to compare with
+    else:
+        reference, label = window.previous, "the previous window"
+    results = compare(reference, window.current, thresholds)
+    inputs = [r for r in results if r.column not in OUTPUTS]
+    outputs = [r for r in results if r.column in OUTPUTS]
+    drifted = [r.column for r in inputs if r.drifted]
+    return WindowDrift(
+        model=basis.version.name,
+        version=basis.version.version,
+        start=window.start,
+        end=window.end,
+        rows=window.current.rows,
+        against=label,
+        columns=inputs,
+        drifted_columns=drifted,
+        share_drifted=len(drifted) / max(len(inputs), 1),
+        outputs=outputs,
+        drifted_outputs=[r.column for r in outputs if r.drifted],
+    )
+
+
+def _quality_of(basis: _Basis, window: _Window, limits: QualityThresholds) -> WindowQuality:
+    profile = basis.profile
+    inputs = [c.name for c in basis.version.require_signature().inputs if c.name in profile.columns]
+    columns = assess(profile, window.current, inputs, basis.rules, limits)
+    failed = [c.column for c in columns if c.failed]
+    return WindowQuality(
+        model=basis.version.name,
+        version=basis.version.version,
+        start=window.start,
+        end=window.end,
+        rows=window.current.rows,
+        bounds=basis.bounds,
+        columns=columns,
+        failed_columns=failed,
+        failed=bool(failed),
+        thresholds=limits.as_dict(),
+    )
+
+
+def _duration(width: timedelta) -> str:
+    seconds = int(width.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def window_label(since: datetime | None, until: datetime) -> str:

@@ -12,6 +12,12 @@ sliding window is the sum of the tumbling ones inside it. Memory is bounded what
 traffic: ``BINS`` + 2 counts a numeric column, at most ``MAX_CATEGORIES`` counts a categorical
 one (the rest is counted as ``OTHER``), at most ``SMALL_SAMPLE`` kept values.
 
+For data quality, a numeric summary also counts the values outside its column's limits
+(``low`` / ``high``: the reference's minimum and maximum unless a validation suite's range is
+set with :meth:`Profile.set_limits`) as ``below`` and ``above`` — two more binary searches in the
+sorted batch. Summaries stored before these counters (or counted against other limits) read
+them as None: unknown, and they stay unknown through merges.
+
 From two summaries, :func:`compare` gives the same verdicts as :mod:`mloop.monitoring.drift` on
 the raw data (Evidently's defaults): for more than ``SMALL_SAMPLE`` values on both sides,
 Wasserstein ÷ the reference's standard deviation (numbers) and Jensen–Shannon distance
@@ -70,12 +76,29 @@ class NumericSummary:
     squares: float = 0.0
     values: list[np.ndarray] | None = field(default_factory=list)  # while n <= SMALL_SAMPLE
     reference_sample: np.ndarray | None = None  # a profile's: a stride sample, for KS
+    # data quality: the values below ``low`` and above ``high`` (None: not known)
+    low: float = -math.inf
+    high: float = math.inf
+    below: int | None = 0
+    above: int | None = 0
+    # the edges, then low and the float just above high: one search places them all
+    _probes: Any = field(default=None, repr=False, compare=False)
 
     kind = "numeric"
 
     @classmethod
-    def empty(cls, edges: np.ndarray) -> NumericSummary:
-        return cls(edges, np.zeros(edges.size + 1, dtype=np.int64), np.zeros(edges.size + 1))
+    def empty(
+        cls, edges: np.ndarray, low: float | None = None, high: float | None = None
+    ) -> NumericSummary:
+        """No values yet; out of range means below ``low`` / above ``high`` (by default the
+        first and the last edge: the reference's minimum and maximum)."""
+        return cls(
+            edges,
+            np.zeros(edges.size + 1, dtype=np.int64),
+            np.zeros(edges.size + 1),
+            low=float(edges[0]) if low is None else low,
+            high=float(edges[-1]) if high is None else high,
+        )
 
     @property
     def n(self) -> int:
@@ -104,14 +127,22 @@ class NumericSummary:
     def _add_sorted(self, ordered: np.ndarray) -> None:
         # sorting (SIMD in NumPy 2) then placing the edges among the sorted values is ~5x
         # faster than placing every value among the edges
+        probes = self._probes
+        if probes is None or probes.size != self.edges.size + 2:
+            above_high = np.nextafter(self.high, np.inf)
+            probes = self._probes = np.concatenate([self.edges, [self.low, above_high]])
+        found = np.searchsorted(ordered, probes, side="left")  # values < each probe
         cuts = np.empty(self.edges.size + 2, dtype=np.int64)
         cuts[0], cuts[-1] = 0, ordered.size
-        cuts[1:-1] = np.searchsorted(ordered, self.edges, side="left")  # values < each edge
+        cuts[1:-1] = found[:-2]
         counts = np.diff(cuts)
         self.counts += counts
         filled = np.flatnonzero(counts)
         self.sums[filled] += np.add.reduceat(ordered, cuts[filled])
         self.squares += float(np.dot(ordered, ordered))
+        if self.below is not None and self.above is not None:
+            self.below += int(found[-2])
+            self.above += int(ordered.size - found[-1])
         if self.values is not None:
             if self.n > SMALL_SAMPLE:
                 self.values = None  # large now: the tests that need them are not used
@@ -125,6 +156,17 @@ class NumericSummary:
         self.sums += other.sums
         self.nulls += other.nulls
         self.squares += other.squares
+        if (
+            self.below is None
+            or self.above is None
+            or other.below is None
+            or other.above is None
+            or (other.low, other.high) != (self.low, self.high)
+        ):
+            self.below = self.above = None  # counted against other limits: not known
+        else:
+            self.below += other.below
+            self.above += other.above
         if self.values is not None and other.values is not None and self.n <= SMALL_SAMPLE:
             self.values.extend(other.values)
         else:
@@ -165,13 +207,27 @@ class NumericSummary:
             "reference_sample": None
             if self.reference_sample is None
             else self.reference_sample.tolist(),
+            # JSON has no infinity: an open side is null
+            "low": self.low if math.isfinite(self.low) else None,
+            "high": self.high if math.isfinite(self.high) else None,
+            "below": self.below,
+            "above": self.above,
         }
 
     @classmethod
-    def from_dict(cls, edges: np.ndarray, data: dict[str, Any]) -> NumericSummary:
+    def from_dict(
+        cls,
+        edges: np.ndarray,
+        data: dict[str, Any],
+        low: float | None = None,
+        high: float | None = None,
+    ) -> NumericSummary:
+        """A stored summary; ``low`` / ``high``: the limits it should have been counted
+        against (its profile's). Counted against others, or stored before out-of-range
+        counting, its ``below`` / ``above`` read as None."""
         values = data.get("values")
         sample = data.get("reference_sample")
-        return cls(
+        out = cls(
             edges,
             np.asarray(data["counts"], dtype=np.int64),
             np.asarray(data["sums"], dtype=np.float64),
@@ -180,6 +236,20 @@ class NumericSummary:
             None if values is None else [np.asarray(values, dtype=np.float64)],
             None if sample is None else np.asarray(sample, dtype=np.float64),
         )
+        if "below" in data:  # counted against the limits it records
+            stored_low = -math.inf if data.get("low") is None else float(data["low"])
+            stored_high = math.inf if data.get("high") is None else float(data["high"])
+            below, above = data.get("below"), data.get("above")
+        else:  # stored before out-of-range counting
+            stored_low, stored_high = float(edges[0]), float(edges[-1])
+            below = above = None
+        out.low = stored_low if low is None else low
+        out.high = stored_high if high is None else high
+        if below is None or above is None or (out.low, out.high) != (stored_low, stored_high):
+            out.below = out.above = None
+        else:
+            out.below, out.above = int(below), int(above)
+        return out
 
 
 @dataclass
@@ -328,12 +398,22 @@ class Profile:
                 summaries[name] = categorical
         return cls(summaries, frame.height)
 
+    def set_limits(self, name: str, low: float | None, high: float | None) -> None:
+        """Count a numeric column's values below ``low`` / above ``high`` as out of range in
+        the windows made from now on (None: that side open)."""
+        ref = self.columns.get(name)
+        if not isinstance(ref, NumericSummary):
+            raise InvalidInput(f"the profile has no numeric column {name!r}")
+        ref.low = -math.inf if low is None else float(low)
+        ref.high = math.inf if high is None else float(high)
+        ref._probes = None
+
     def window(self) -> Summary:
         """An empty summary of current data over this profile's edges."""
         columns: dict[str, ColumnSummary] = {}
         for name, ref in self.columns.items():
             columns[name] = (
-                NumericSummary.empty(ref.edges)
+                NumericSummary.empty(ref.edges, ref.low, ref.high)
                 if isinstance(ref, NumericSummary)
                 else CategoricalSummary(
                     known=[k for k in ref.counts if k not in (NULL_CATEGORY, OTHER)]
@@ -363,8 +443,27 @@ class Profile:
         return cls(_columns_from_dict(data["columns"], edges), int(data["rows"]))
 
     def summary_from_dict(self, data: dict[str, Any]) -> Summary:
-        edges = {name: s.edges for name, s in self.columns.items() if isinstance(s, NumericSummary)}
-        return Summary(_columns_from_dict(data["columns"], edges), int(data.get("rows", 0)))
+        """A stored window over this profile. Every column of the profile is there: one the
+        stored summary lacks (it was folded before the profile had it) starts empty; one the
+        profile no longer has, or of another kind, is left out."""
+        stored = data["columns"]
+        empty = self.window().columns
+        columns: dict[str, ColumnSummary] = {}
+        for name, ref in self.columns.items():
+            column = stored.get(name)
+            if column is None or column.get("kind") != ref.kind:
+                columns[name] = empty[name]
+            elif isinstance(ref, NumericSummary):
+                if len(column["counts"]) != ref.counts.size:
+                    columns[name] = empty[name]  # counted over other edges
+                else:
+                    columns[name] = NumericSummary.from_dict(ref.edges, column, ref.low, ref.high)
+            else:
+                columns[name] = CategoricalSummary(
+                    {str(k): int(v) for k, v in column["counts"].items()},
+                    known=empty[name].known,  # type: ignore[union-attr]
+                )
+        return Summary(columns, int(data.get("rows", 0)))
 
 
 def _columns_from_dict(
