@@ -374,7 +374,7 @@ class PerformanceService:
         }
         frame = pl.DataFrame([tuple(r) for r in found], schema=schema, orient="row")
         # a batch the prediction log wrote twice (its writer died mid-way) counts once
-        return frame.unique(["request_id", "row_index"], keep="first")
+        return frame.unique(["request_id", "row_index"], keep="first", maintain_order=True)
 
     def _prepare(
         self,
@@ -540,7 +540,7 @@ class PerformanceService:
         if until_ms is not None:
             query = query.where(f.c.prediction_ts < until_ms)
         with self._db.read() as conn:
-            found = conn.execute(query).all()
+            found = conn.execute(query.order_by(f.c.id, p.c.id)).all()
         schema = {
             "request_id": pl.String,
             "row_index": pl.Int64,
@@ -550,7 +550,7 @@ class PerformanceService:
             "outputs": pl.String,
         }
         frame = pl.DataFrame([tuple(r) for r in found], schema=schema, orient="row")
-        return frame.unique(["request_id", "row_index"], keep="first").drop(
+        return frame.unique(["request_id", "row_index"], keep="first", maintain_order=True).drop(
             "request_id", "row_index"
         )
 
@@ -611,7 +611,9 @@ class PerformanceService:
             part = labeled.filter(pl.col("version") == v)
             scored = self._scored(name, v, part) if part.height else None
             groups = (
-                {int(b): g for (b,), g in scored.group_by("bucket")} if scored is not None else {}
+                {int(b): g for (b,), g in scored.group_by("bucket", maintain_order=True)}
+                if scored is not None
+                else {}
             )
             signature = self._signature(name, v)
             for start in sorted(b for vv, b in keys if vv == v):
