@@ -439,6 +439,9 @@ _DRIFT_HEAD = (
     "<tr><th>column</th><th>kind</th><th>method</th><th>statistic</th><th>drift when</th>"
     "<th>PSI</th><th>null</th><th>verdict</th><th>distribution</th></tr>"
 )
+_PERFORMANCE_HEAD = (
+    "<tr><th>window</th><th>version</th><th>predictions</th><th>labeled</th><th>metrics</th></tr>"
+)
 _QUALITY_HEAD = (
     "<tr><th>column</th><th>null (training)</th><th>out of range</th><th>limits</th>"
     "<th>unseen categories</th><th>verdict</th><th>issues</th></tr>"
@@ -497,8 +500,10 @@ def _performance_rows(windows: list[Any]) -> str:
         )
         start, end = _instant(_field(w, "start")), _instant(_field(w, "end"))
         span = f"{start:%Y-%m-%d %H:%M:%S} → {end:%H:%M:%S}" if start and end else "–"
+        predictions = _field(w, "predictions")
         rows.append(
             f"<tr><td>{span}</td><td>{html.escape(str(_field(w, 'version', '–')))}</td>"
+            f"<td>{'–' if predictions is None else f'{predictions:,}'}</td>"
             f"<td>{_field(w, 'labeled', 0) or 0:,}</td><td>{cells or '–'}</td></tr>"
         )
     return "".join(rows)
@@ -559,13 +564,13 @@ def render_window_report(
             matching = _overlapping(performance, section.start, section.end)
             if matching:
                 parts.append(
-                    "<h3>Performance</h3><table><tr><th>window</th><th>version</th>"
-                    f"<th>labeled</th><th>metrics</th></tr>{_performance_rows(matching)}</table>"
+                    "<h3>Performance</h3><table>"
+                    f"{_PERFORMANCE_HEAD}{_performance_rows(matching)}</table>"
                 )
     if performance:
         parts.append(
-            "<h2>Live performance</h2><table><tr><th>window</th><th>version</th>"
-            f"<th>labeled</th><th>metrics</th></tr>{_performance_rows(performance)}</table>"
+            "<h2>Live performance</h2><table>"
+            f"{_PERFORMANCE_HEAD}{_performance_rows(performance)}</table>"
         )
     body = "\n".join(parts) or "<p>No window.</p>"
     return f"""<!doctype html>

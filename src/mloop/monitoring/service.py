@@ -34,6 +34,7 @@ from mloop.monitoring.quality import (
 from mloop.monitoring.report import (
     DatasetDriftReport,
     WindowSection,
+    _field,
     compare_frames,
     profile_frame,
     render_window_report,
@@ -583,6 +584,10 @@ class MonitoringService:
         title = f"{basis.version.ref}: drift, quality and performance per {_duration(width)} window"
         if sliding > 1:
             title += f" (sliding over {sliding})"
+        if performance is not None:  # this version's windows (a NAME covers them all)
+            performance = [
+                w for w in performance if _field(w, "version") in (None, basis.version.version)
+            ]
         page = render_window_report(title, sections, performance)
         if path is not None:
             from pathlib import Path
