@@ -197,7 +197,11 @@ def test_drift_and_decay_fire_the_alert_and_the_loop_promotes_a_retrained_model(
     )
     # lineage: champion 1 → the pass → version 2, and version 2's run is tagged with the pass
     graph = ws.lineage.downstream("model:loans@1")
-    assert any(n.type == "loop_run" and n.id == run.id for n in graph.nodes)
+    (node,) = [n for n in graph.nodes if n.type == "loop_run"]
+    assert (node.id, node.ref) == (run.id, f"loop_run:{run.id}")
+    assert node.label == "loop pass of loans (alert, promoted)"
+    upstream = ws.lineage.upstream("model:loans@2")
+    assert {n.ref for n in upstream.nodes} >= {f"loop_run:{run.id}", "model:loans@1"}
     v2 = ws.registry.get_version("loans", 2)
     assert v2.run_id is not None
     assert ws.tracking.get_run(v2.run_id).tags["mloop.loop_run"] == run.id

@@ -38,6 +38,7 @@ REF_PREFIX = {
     "model_version": "model",
     "suite": "suite",
     "feature_view": "feature_view",
+    "loop_run": "loop_run",
 }
 PREFIXES = (*REF_PREFIX.values(), "dataset_version", "model_version")
 
@@ -175,7 +176,17 @@ class LineageService(LineageStore):
             return "suite", self._suite_id(rest)
         if prefix == "feature_view":
             return "feature_view", self._feature_view_id(rest)
+        if prefix == "loop_run":
+            return "loop_run", self._loop_run_id(rest)
         return "source", self._source(rest)
+
+    def _loop_run_id(self, text: str) -> str:
+        t = tables.loop_runs
+        with self._db.read() as conn:
+            found = conn.execute(sa.select(t.c.id).where(t.c.id == text)).scalar()
+        if found is None:
+            raise NotFound(f"no loop pass {text!r}")
+        return str(found)
 
     def _run_id(self, text: str) -> str:
         candidates = {text, text.replace("-", "").lower()}  # an OpenLineage runId is a UUID
@@ -492,6 +503,30 @@ def _feature_views(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode
         )
 
 
+def _loop_runs(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode]:
+    t = tables.loop_runs
+    rows = conn.execute(
+        sa.select(t.c.id, t.c.model_name, t.c.state, t.c.trigger, t.c.reason, t.c.started_at).where(
+            t.c.id.in_(ids)
+        )
+    )
+    for row in rows:
+        yield LineageNode(
+            key=node_key("loop_run", row.id),
+            type="loop_run",
+            id=row.id,
+            ref=f"loop_run:{row.id}",
+            label=f"loop pass of {row.model_name} ({row.trigger}, {row.state})",
+            details={
+                "model": row.model_name,
+                "state": row.state,
+                "trigger": row.trigger,
+                "reason": row.reason,
+                "started_at": from_ms(row.started_at).isoformat(),
+            },
+        )
+
+
 def _sources(conn: Connection, ids: Sequence[str]) -> Iterable[LineageNode]:
     for source in ids:
         yield _unknown("source", source)
@@ -505,4 +540,5 @@ _DESCRIBERS = {
     "suite": _suites,
     "feature_view": _feature_views,
     "source": _sources,
+    "loop_run": _loop_runs,
 }
