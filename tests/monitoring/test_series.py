@@ -4,14 +4,15 @@ live metrics; the registry of series and its parser."""
 from __future__ import annotations
 
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score
 
 from alert_helpers import BASE, MODEL, log_rows, train
 from helpers import drift_frame
+from mloop.core.clock import to_ms
 from mloop.core.errors import InvalidInput
 from mloop.monitoring import SeriesPoint, SeriesService
 from mloop.monitoring.series import SeriesQuery
@@ -110,20 +111,20 @@ def pl_when_index_below(n: int, column: str) -> Any:
 
 
 def test_metric_series_reads_live_performance(ws: Workspace) -> None:
-    calls: list[tuple[str, Any]] = []
-
-    def windows(model: str, *, width: timedelta, last: int | None) -> list[Any]:
-        calls.append((model, width))
-        return [
-            SimpleNamespace(start=BASE, end=BASE + width, labeled=10, metrics={"accuracy": 0.9}),
-            SimpleNamespace(start=BASE + width, end=BASE + 2 * width, labeled=0, metrics={}),
-        ]
-
-    performance = SimpleNamespace(windows=windows)
-    service = SeriesService(ws.db, ws.monitoring, ws.registry, performance=lambda: performance)
-    points = service.compute(MODEL, "metric:accuracy", width=MINUTE, until=BASE + 3 * MINUTE)
-    assert points == [SeriesPoint(BASE, BASE + MINUTE, 0.9)]  # no labels, no point
-    assert calls == [(f"{MODEL}@1", MINUTE)]  # NAME alone: its champion
+    # two windows of logged predictions; labels arrive for the first only
+    first = drift_frame(120, 4)
+    log_rows(ws, BASE, first.drop("label"))
+    log_rows(ws, BASE + MINUTE, drift_frame(80, 5, labelled=False))
+    truth = first.get_column("label").to_list()
+    begin = to_ms(BASE)
+    ws.performance.record(
+        [{"request_id": f"r{begin}-{i}", "label": label} for i, label in enumerate(truth)]
+    )
+    predicted = ws.predict(MODEL, first.drop("label").to_dicts()).predictions
+    points = ws.series.compute(MODEL, "metric:accuracy", width=MINUTE, until=BASE + 3 * MINUTE)
+    assert points == [
+        SeriesPoint(BASE, BASE + MINUTE, pytest.approx(accuracy_score(truth, predicted)))
+    ]  # the unlabeled window has no point
     missing = SeriesService(ws.db, ws.monitoring, ws.registry, performance=lambda: None)
     with pytest.raises(InvalidInput, match="needs live performance"):
         missing.compute(MODEL, "metric:accuracy", width=MINUTE)
