@@ -44,8 +44,8 @@ def serve(
         bool | None,
         typer.Option(
             "--loop/--no-loop",
-            help="Run the loop controller beside the server (default: when a model has an "
-            "enabled loop policy).",
+            help="Run the loop controller (and alert evaluation) beside the server "
+            "(default: when a model has an enabled loop policy or an alert rule exists).",
         ),
     ] = None,
     loop_interval: Annotated[str, typer.Option(help="The controller's round interval.")] = "30s",
@@ -68,7 +68,7 @@ def serve(
     ws = open_workspace(ctx)  # opens (and migrates) the workspace before any worker starts
     if deployment is not None:
         ws.deployments.get(deployment)  # a clear error now rather than a 404 per request
-    if loop or (loop is None and ws.loop.policies(enabled_only=True)):
+    if loop or (loop is None and (ws.loop.policies(enabled_only=True) or ws.alerts.list())):
         _start_controller(ws.home, loop_interval)
     scheme = "https" if ssl_certfile else "http"
     names = [d.name for d in ws.deployments.list()]

@@ -256,13 +256,17 @@ class LoopService:
         stop: threading.Event | None = None,
         max_passes: int | None = None,
     ) -> int:
-        """Call :meth:`tick` every ``interval`` seconds until ``stop`` is set (or
-        ``max_passes`` rounds). Returns the rounds done."""
+        """Every ``interval`` seconds until ``stop`` is set (or ``max_passes`` rounds):
+        evaluate the alert rules (their firing is what ``alert`` triggers read, and their
+        notifications go out), then :meth:`tick`. Returns the rounds done."""
         stop = stop or threading.Event()
         rounds = 0
         while not stop.is_set():
             started = time.monotonic()
             try:
+                alerts = getattr(self._ws, "alerts", None)
+                if alerts is not None:
+                    alerts.evaluate()
                 self.tick()
             except Exception:  # a database hiccup: log it, try again next round
                 log.exception("loop round failed")
