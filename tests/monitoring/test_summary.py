@@ -269,3 +269,36 @@ def test_parquet_scans_are_read_a_column_at_a_time_with_the_same_verdicts(
     )
     assert lazy.multivariate is not None
     assert lazy.multivariate.drifted
+
+
+def test_out_of_range_counters_merge_serialise_and_read_old_summaries() -> None:
+    reference = pl.DataFrame({"v": np.linspace(0.0, 10.0, 1001), "c": ["a", "b"] * 500 + ["a"]})
+    profile = Profile.from_frame(reference)
+    batch = pl.DataFrame({"v": [-1.0, 0.0, 5.0, 10.0, 10.5, 11.0, None], "c": ["a"] * 7})
+    window = profile.summarize(batch)
+    v = window.columns["v"]
+    assert (v.below, v.above, v.nulls) == (1, 2, 1)  # the extremes themselves are in range
+    twice = profile.window()
+    twice.merge(window)
+    twice.merge(window)
+    assert (twice.columns["v"].below, twice.columns["v"].above) == (2, 4)
+    stored = json.loads(json.dumps(twice.to_dict()))
+    loaded = profile.summary_from_dict(stored)
+    assert (loaded.columns["v"].below, loaded.columns["v"].above) == (2, 4)
+    # a summary stored before the counters: unknown, and unknown once merged
+    for key in ("low", "high", "below", "above"):
+        del stored["columns"]["v"][key]
+    old = profile.summary_from_dict(stored)
+    assert old.columns["v"].below is None
+    old.merge(window)
+    assert old.columns["v"].above is None
+    assert old.columns["v"].n == 3 * window.columns["v"].n  # the bins still add up
+    # limits set on the profile (a suite's range) apply to the windows made from it
+    profile.set_limits("v", -2.0, None)
+    wide = profile.summarize(batch).columns["v"]
+    assert (wide.below, wide.above) == (0, 0)
+    mixed = profile.window()
+    mixed.merge(window)  # counted against other limits: not known
+    assert mixed.columns["v"].below is None
+    with pytest.raises(InvalidInput, match="no numeric column"):
+        profile.set_limits("c", 0, 1)
