@@ -16,7 +16,13 @@ from mloop.core.settings import Settings
 from mloop.data import DatasetService, StreamService, TransformService, ValidationService
 from mloop.features import FeatureService, open_online_store
 from mloop.lineage import LineageService
-from mloop.monitoring import MonitoringService
+from mloop.loop import LoopService
+from mloop.monitoring import (
+    AlertService,
+    MonitoringService,
+    PerformanceService,
+    SeriesService,
+)
 from mloop.registry import RegistryService
 from mloop.security import AuditLog
 from mloop.serving import (
@@ -77,6 +83,15 @@ class Workspace:
             self.lineage,
         )
         self.monitoring = MonitoringService(self.db, self.datasets, self.tracking, self.registry)
+        self.performance = PerformanceService(self.db, self.registry, self.tracking)
+        self.series = SeriesService(
+            self.db,
+            self.monitoring,
+            self.registry,
+            performance=lambda: getattr(self, "performance", None),
+        )
+        self.alerts = AlertService(self.db, self.series, self.audit, deployments=self.deployments)
+        self.loop = LoopService(self)
         self._predictor = Predictor(
             self.registry, None, alias_cache_seconds=0, features=self.features
         )

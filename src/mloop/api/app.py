@@ -15,16 +15,20 @@ from mloop.api import errors, mlflow
 from mloop.api.auth import authenticate
 from mloop.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from mloop.api.routers import (
+    alerts,
     datasets,
     deployments,
     features,
     health,
     lineage,
+    loop,
     models,
+    monitoring,
     runs,
     transforms,
 )
 from mloop.api.serving import ServingEndpoints, ServingMiddleware
+from mloop.monitoring import MonitoringCollector
 from mloop.serving import PredictionLogger, Predictor, ServingMetrics, ServingRuntime
 from mloop.workspace import Workspace
 
@@ -50,6 +54,7 @@ def create_app(
         else None
     )
     metrics = ServingMetrics(logger)
+    metrics.registry.register(MonitoringCollector(ws.db))  # alert rules' state
     runtime = ServingRuntime(
         ws.deployments,
         ws.registry,
@@ -99,11 +104,14 @@ def create_app(
     errors.install(app)
     secured = [Depends(authenticate)]
     app.include_router(health.router, dependencies=secured)
+    app.include_router(alerts.router, dependencies=secured)
     app.include_router(datasets.router, dependencies=secured)
     app.include_router(transforms.router, dependencies=secured)
     app.include_router(lineage.router, dependencies=secured)
     app.include_router(runs.router, dependencies=secured)
     app.include_router(models.router, dependencies=secured)
+    app.include_router(monitoring.router, dependencies=secured)
+    app.include_router(loop.router, dependencies=secured)
     app.include_router(features.router, dependencies=secured)
     app.include_router(deployments.router, dependencies=secured)
     app.include_router(deployments.data_plane)

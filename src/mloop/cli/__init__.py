@@ -9,11 +9,13 @@ import typer
 
 from mloop import __version__
 from mloop.cli import (
+    alerts,
     data,
     deployments,
     experiments,
     features,
     lineage,
+    loop,
     models,
     monitor,
     predict,
@@ -87,6 +89,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(predict.app, name="predict")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(loop.app, name="loop")
+app.add_typer(alerts.app, name="alerts")
 
 
 def main() -> None:

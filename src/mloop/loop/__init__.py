@@ -1,7 +1,14 @@
 """The closed loop: retraining policies and the controller that carries them out —
 trigger → train → gate → canary → promote or roll back."""
 
-from mloop.loop.controller import LoopRun, LoopService, LoopStatus, VariantTraffic
+from mloop.loop.controller import (
+    ACTIVE,
+    ENDED,
+    LoopRun,
+    LoopService,
+    LoopStatus,
+    VariantTraffic,
+)
 from mloop.loop.policy import (
     AlertTrigger,
     Canary,
@@ -17,6 +24,8 @@ from mloop.loop.policy import (
 from mloop.loop.recipes import RecipeContext, find_recipe, recipe, registered_recipes
 
 __all__ = [
+    "ACTIVE",
+    "ENDED",
     "AlertTrigger",
     "Canary",
     "DecayTrigger",
