@@ -181,3 +181,20 @@ def test_forced_promotion_passes_failing_gates_and_says_so(sqlite_ws: Workspace)
     last = ws.registry.alias_history("churn")[-1]
     assert (last.action, last.version, last.previous) == ("promote", second, first)
     assert last.detail["forced"] is True
+
+
+def test_evaluation_times_rows_as_clients_send_them_nullable_booleans_included(
+    ws: Workspace,
+) -> None:
+    # a boolean with nulls is 1.0 / 0.0 / NaN in the model's frame, but true / false / None in
+    # a request: the latency rows must be the latter, or the signature check refuses them
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=400)
+    flag = pa.array([None if i % 7 == 0 else bool(i % 2) for i in range(400)], pa.bool_())
+    table = pa.table({"x": x, "flag": flag, "y": np.where(x > 0, "yes", "no")})
+    ws.datasets.write_version("flags", table)
+    ws.training.train("flags", "y", model=LOGISTIC, register="flags", plots=False)
+    evaluation = ws.evaluation.evaluate("flags@1", "flags", latency_rows=20)
+    assert evaluation.rows == 400
+    assert evaluation.metrics["latency_p50_ms"] > 0
+    assert evaluation.metrics["accuracy"] > 0.9

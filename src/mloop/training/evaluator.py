@@ -152,7 +152,8 @@ class EvaluationService:
                 details["calibration"] = curve
         else:
             metrics = regression_metrics(y, predicted)
-        metrics.update(_latency(loaded, frame, latency_rows))
+        inputs = [c.name for c in signature.inputs]
+        metrics.update(_latency(loaded, table.select(inputs), latency_rows))
         if slices or sensitive:
             from mloop.training import evaluation as parts
 
@@ -276,13 +277,14 @@ class EvaluationService:
         return card
 
 
-def _latency(loaded: Any, frame: Any, rows: int) -> dict[str, float]:
+def _latency(loaded: Any, table: pa.Table, rows: int) -> dict[str, float]:
     """Single-row predictions through the serving path (rows validated against the signature,
     then predicted) on one thread: p50 and p99 in milliseconds, over up to ``rows`` rows after
-    a warm-up."""
+    a warm-up. The rows are the table's own values, as a client sends them (a boolean with
+    nulls stays true/false/None, where the model's frame holds it as 1.0/0.0/NaN)."""
     from threadpoolctl import threadpool_limits
 
-    records = frame.head(rows).to_dict("records")
+    records = table.slice(0, rows).to_pylist()
     if not records:
         return {}
     times = []
