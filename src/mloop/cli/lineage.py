@@ -20,7 +20,7 @@ app = new_app(
 )
 NODE_HELP = (
     "dataset:NAME@V (or NAME@V), run:RUN_ID, model:NAME@V or model:NAME@ALIAS, source:URI, "
-    "transform:NAME@V"
+    "transform:NAME@V, loop_run:ID"
 )
 TYPE_WORDS = {"dataset_version": "dataset", "model_version": "model"}
 

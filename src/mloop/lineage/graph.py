@@ -151,7 +151,7 @@ class LineageService(LineageStore):
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidInput(
                 "empty node reference; use dataset:NAME@V, run:ID, model:NAME@V, "
-                "source:URI or transform:NAME@V"
+                "source:URI, transform:NAME@V or loop_run:ID"
             )
         text = ref.strip()
         prefix, colon, rest = text.partition(":")
