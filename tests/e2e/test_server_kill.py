@@ -162,9 +162,10 @@ def check_log(home: Path) -> dict[str, int]:
     by_request: dict[str, list[dict[str, Any]]] = {}
     for values in rows:
         record = dict(zip(columns, values, strict=True))
-        # deployment, variant and shadow are null for /v1/models predictions (no deployment)
-        served_by = [record.pop(k) for k in ("deployment", "variant", "shadow")]
-        assert served_by == [None, None, None], record
+        # deployment, variant and shadow are null for /v1/models predictions (no deployment);
+        # error too: every request was answered
+        served_by = [record.pop(k) for k in ("deployment", "variant", "shadow", "error")]
+        assert served_by == [None, None, None, None], record
         assert None not in record.values(), record
         assert (record["model_name"], record["model_version"]) == (MODEL, 1)
         inputs, outputs = json.loads(record["inputs"]), json.loads(record["outputs"])
