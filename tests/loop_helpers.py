@@ -25,3 +25,15 @@ def concept(n: int, seed: int, *, flipped: bool = False, shift: float = 0.0) -> 
 
 def rows_of(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return frame.select(FEATURES).to_dicts()
+
+
+def retrain_on_loans(ctx: Any) -> int:
+    """A recipe named by import path (``loop_helpers:retrain_on_loans``)."""
+    result = ctx.ws.training.train(
+        "loans", "label", model=LOGREG, register=ctx.model, tags=ctx.tags, plots=False
+    )
+    return int(result.model_version.version)
+
+
+def returns_nonsense(ctx: Any) -> str:
+    return "a string is not a model version"
