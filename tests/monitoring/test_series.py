@@ -125,6 +125,13 @@ def test_metric_series_reads_live_performance(ws: Workspace) -> None:
     assert points == [
         SeriesPoint(BASE, BASE + MINUTE, pytest.approx(accuracy_score(truth, predicted)))
     ]  # the unlabeled window has no point
+    baseline = ws.tracking.get_run(ws.registry.resolve(MODEL).run_id or "").metrics["accuracy"]
+    drops = ws.series.compute(MODEL, "metric_drop:accuracy", width=MINUTE, until=BASE + 3 * MINUTE)
+    assert [p.value for p in drops] == pytest.approx(
+        [(baseline - accuracy_score(truth, predicted)) / baseline]
+    )
+    with pytest.raises(InvalidInput, match="unknown metric 'nope'"):
+        ws.series.compute(MODEL, "metric_drop:nope", width=MINUTE)
     missing = SeriesService(ws.db, ws.monitoring, ws.registry, performance=lambda: None)
     with pytest.raises(InvalidInput, match="needs live performance"):
         missing.compute(MODEL, "metric:accuracy", width=MINUTE)

@@ -689,6 +689,25 @@ class PerformanceService:
 
     # -- decay -----------------------------------------------------------------------------
 
+    def baseline(self, version: ModelVersion | str, metric: str) -> tuple[float, bool]:
+        """The hold-out ``metric`` the version's training run logged, and whether higher is
+        better: what live values are compared with."""
+        if isinstance(version, str):
+            version = self._registry.resolve(version)
+        if metric not in HIGHER_IS_BETTER and metric not in LOWER_IS_BETTER:
+            known = ", ".join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
+            raise InvalidInput(f"unknown metric {metric!r}; use one of {known}")
+        if not version.run_id:
+            raise NotFound(f"{version.ref} has no training run to take a baseline {metric} from")
+        logged = self._tracking.get_run(version.run_id).metrics
+        if metric not in logged:
+            usable = sorted(k for k in logged if k in HIGHER_IS_BETTER | LOWER_IS_BETTER)
+            raise NotFound(
+                f"the training run of {version.ref} logged no {metric!r}; "
+                f"it logged {', '.join(usable) or 'no comparable metric'}"
+            )
+        return float(logged[metric]), metric in HIGHER_IS_BETTER
+
     def decay(
         self,
         model: str,
@@ -707,22 +726,8 @@ class PerformanceService:
         if min_labels < 1:
             raise InvalidInput(f"min_labels must be at least 1, got {min_labels}")
         version = self._registry.resolve(model)
-        signature = version.require_signature()
-        metric = metric or DEFAULT_METRIC[signature.task]
-        if metric not in HIGHER_IS_BETTER and metric not in LOWER_IS_BETTER:
-            known = ", ".join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
-            raise InvalidInput(f"unknown metric {metric!r}; use one of {known}")
-        higher = metric in HIGHER_IS_BETTER
-        if not version.run_id:
-            raise NotFound(f"{version.ref} has no training run to take a baseline {metric} from")
-        logged = self._tracking.get_run(version.run_id).metrics
-        if metric not in logged:
-            usable = sorted(k for k in logged if k in HIGHER_IS_BETTER | LOWER_IS_BETTER)
-            raise NotFound(
-                f"the training run of {version.ref} logged no {metric!r}; "
-                f"it logged {', '.join(usable) or 'no comparable metric'}"
-            )
-        baseline = float(logged[metric])
+        metric = metric or DEFAULT_METRIC[version.require_signature().task]
+        baseline, higher = self.baseline(version, metric)
         found = [w for w in self.windows(version.ref, width=width) if w.labeled]
         base = {
             "model": version.name,

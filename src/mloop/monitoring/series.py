@@ -2,10 +2,11 @@
 
 A series is named by a spec: ``latency_p99``, ``latency_p50`` (milliseconds), ``error_rate``
 (failed rows ÷ all rows), ``volume`` (rows), ``drift_share`` (share of drifted inputs),
-``drift:COLUMN`` (that input's drift statistic), ``null_rate:COLUMN`` and ``metric:NAME`` (a
-live performance metric, once labels arrive). Each gives a list of :class:`SeriesPoint` —
-(window start, window end, value) — oldest first. More series are added by name prefix with
-:meth:`SeriesService.register`.
+``drift:COLUMN`` (that input's drift statistic), ``null_rate:COLUMN``, ``metric:NAME`` (a
+live performance metric, once labels arrive) and ``metric_drop:NAME`` (how much worse than the
+training run's hold-out value, relative: 0.1 is 10 % worse). Each gives a list of
+:class:`SeriesPoint` — (window start, window end, value) — oldest first. More series are
+added by name prefix with :meth:`SeriesService.register`.
 
 Windows are ``width`` wide and aligned on the Unix epoch, like the drift windows of
 :meth:`MonitoringService.window_drift`; with ``trailing=True`` the log-based series
@@ -15,6 +16,7 @@ exactly the ``width`` before it (what an alert evaluated at that moment looks at
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -342,6 +344,29 @@ def _metric(service: SeriesService, q: SeriesQuery) -> list[SeriesPoint]:
     return out
 
 
+def _metric_drop(service: SeriesService, q: SeriesQuery) -> list[SeriesPoint]:
+    """How much worse than at training time, relative: (baseline - live) / |baseline| for a
+    score, (live - baseline) / |baseline| for an error; 0.1 is 10 % worse."""
+    performance = service.performance()
+    if performance is None:
+        raise InvalidInput(
+            f"series {q.spec.name!r} needs live performance (ws.performance), which this "
+            "installation does not have yet"
+        )
+    name = q.spec.argument
+    assert name is not None
+    version = service.registry.resolve(q.model)
+    baseline, higher = performance.baseline(version, name)
+    out = []
+    for window in performance.windows(version.ref, width=q.width, last=q.last):
+        value = window.metrics.get(name)
+        if window.start < q.until and value is not None:
+            worse = (baseline - value) if higher else (value - baseline)
+            drop = worse / abs(baseline) if baseline else (math.inf if worse > 0 else 0.0)
+            out.append(SeriesPoint(window.start, window.end, float(drop)))
+    return out
+
+
 _BUILTIN: dict[str, _Entry] = {
     "latency_p99": _Entry(_log_series("p99"), None, "99th percentile of latency_ms"),
     "latency_p50": _Entry(_log_series("p50"), None, "median latency_ms"),
@@ -351,6 +376,9 @@ _BUILTIN: dict[str, _Entry] = {
     "drift": _Entry(_drift, "column", "an input's drift statistic"),
     "null_rate": _Entry(_null_rate, "column", "share of null values of an input"),
     "metric": _Entry(_metric, "metric", "a live performance metric (needs labels)"),
+    "metric_drop": _Entry(
+        _metric_drop, "metric", "relative drop of a live metric from its training value"
+    ),
 }
 
 __all__ = ["SeriesFunction", "SeriesPoint", "SeriesQuery", "SeriesService", "SeriesSpec"]
