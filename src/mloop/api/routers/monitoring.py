@@ -1,4 +1,5 @@
-"""Live performance: labels sent back for served predictions, metrics per window, decay."""
+"""Monitoring of served traffic per window — drift, data quality, the HTML report — and live
+performance: labels sent back for served predictions, metrics per window, decay."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mloop.api.deps import workspace
 from mloop.core.errors import InvalidInput
 from mloop.data import parse_duration
-from mloop.monitoring import DecayReport, FeedbackResult, PerformanceWindow
+from mloop.monitoring import (
+    DecayReport,
+    FeedbackResult,
+    PerformanceWindow,
+    WindowDrift,
+    WindowQuality,
+)
 from mloop.serving import PredictionLogger
 from mloop.workspace import Workspace
 
@@ -81,3 +89,49 @@ def decay(
     return ws.performance.decay(
         ref, width=_width(window), metric=metric, tolerance=tolerance, min_labels=min_labels
     )
+
+
+Window = Annotated[str, Query(description="Tumbling window width: 15m, 1h, 1d.")]
+Sliding = Annotated[int, Query(ge=1, le=1000, description="Merge this many windows (sliding).")]
+Last = Annotated[int | None, Query(ge=1, description="Only the newest N windows.")]
+
+
+@router.get("/models/{ref}/windows/drift", summary="Drift per window of served traffic")
+def window_drift(
+    ws: WS,
+    ref: str,
+    window: Window = "1h",
+    sliding: Sliding = 1,
+    against: Annotated[str, Query(pattern="^(training|previous)$")] = "training",
+    last: Last = None,
+) -> list[WindowDrift]:
+    return ws.monitoring.window_drift(
+        ref, width=_width(window), sliding=sliding, against=against, last=last
+    )
+
+
+@router.get("/models/{ref}/windows/quality", summary="Data quality per window of served inputs")
+def window_quality(
+    ws: WS, ref: str, window: Window = "1h", sliding: Sliding = 1, last: Last = None
+) -> list[WindowQuality]:
+    return ws.monitoring.window_quality(ref, width=_width(window), sliding=sliding, last=last)
+
+
+@router.get(
+    "/models/{ref}/windows/report",
+    summary="The HTML report per window: drift, quality, live performance",
+    response_class=HTMLResponse,
+)
+def window_report(
+    ws: WS,
+    ref: str,
+    window: Window = "1h",
+    sliding: Sliding = 1,
+    last: Annotated[int, Query(ge=1, le=1000)] = 24,
+) -> HTMLResponse:
+    width = _width(window)
+    performance = ws.performance.windows(ref, width=width, last=last)
+    html = ws.monitoring.window_report(
+        ref, width=width, sliding=sliding, last=last, performance=performance
+    )
+    return HTMLResponse(html)
