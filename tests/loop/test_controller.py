@@ -241,3 +241,29 @@ def test_a_canary_that_fails_its_requests_is_rolled_back(lws: Workspace) -> None
     assert lws.registry.get_model("loans").aliases["champion"] == 1
     assert _spec(lws) == [("main", "loans@champion")]
     assert lws.deployments.get("loans").strategy == "single"
+
+
+def test_a_pass_whose_controller_died_while_training_ends_failed(lws: Workspace) -> None:
+    lws.loop.set_policy("loans", {**POLICY, "max_training": "2h"})
+    t = tables.loop_runs
+    started = from_ms(1_790_000_000_000)
+    with lws.db.write() as conn:  # what a controller killed mid-training leaves behind
+        conn.execute(
+            t.insert().values(
+                id="0" * 32,
+                model_name="loans",
+                state="training",
+                trigger="schedule",
+                reason="a pass from before the crash",
+                started_at=1_790_000_000_000,
+                updated_at=1_790_000_000_000,
+                detail={},
+            )
+        )
+    assert lws.loop.tick(now=started + timedelta(hours=1)) == []  # maybe still training
+    with pytest.raises(InvalidInput, match="is running"):
+        lws.loop.trigger("loans")
+    (ended,) = lws.loop.tick(now=started + timedelta(hours=3))
+    assert (ended.id, ended.state) == ("0" * 32, "failed")
+    assert "the controller stopped while training" in ended.outcome
+    assert lws.loop.trigger("loans").state == "canary"  # the next pass can start

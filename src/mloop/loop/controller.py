@@ -241,6 +241,16 @@ class LoopService:
                 if active is not None:
                     if active.state == "canary":
                         moved.append(self._advance(active, policy, at))
+                    elif at - active.updated_at > timedelta(seconds=seconds(policy.max_training)):
+                        moved.append(
+                            self._end(
+                                active.id,
+                                "failed",
+                                f"no step since {active.updated_at:%Y-%m-%d %H:%M} UTC: the "
+                                f"controller stopped while {active.state} (max_training "
+                                f"{policy.max_training})",
+                            )
+                        )
                     continue
                 fired = self._fired(model, policy, at)
                 if fired is not None:

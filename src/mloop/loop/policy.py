@@ -23,7 +23,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mloop.core.errors import InvalidInput
 from mloop.data import parse_duration
@@ -169,16 +176,19 @@ class LoopPolicy(BaseModel):
     deployment: str | None = None  # where the canary runs; None: promote without a canary
     canary: Canary | None = Canary()
     cooldown: str = "1h"  # at least this long between passes (a failed pass too)
+    # a pass still training (or gating) this long after its last step is taken for dead — its
+    # controller stopped mid-way — and ends failed, so the next can start
+    max_training: str = "6h"
 
     @field_validator("recipe", mode="before")
     @classmethod
     def _recipe(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("cooldown")
+    @field_validator("cooldown", "max_training")
     @classmethod
-    def _cooldown(cls, value: str) -> str:
-        return _duration(value, "cooldown")
+    def _durations(cls, value: str, info: ValidationInfo) -> str:
+        return _duration(value, str(info.field_name))
 
     @property
     def cooldown_delta(self) -> timedelta:
