@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from loop_helpers import LOGREG, concept, rows_of
-from mloop.demo.runner import free_port, stop_server, wait_ready
+from mloop.demo.runner import free_port, start_server, stop_server, wait_ready
 from mloop.workspace import Workspace
 
 
@@ -39,9 +39,6 @@ def _ended(pid: int) -> bool:
 def test_mloop_serve_runs_the_controller_and_stops_it(
     tmp_path: Path, server_box: list[subprocess.Popen[bytes]]
 ) -> None:
-    import os
-    import sys
-
     home = tmp_path / "ws"
     ws = Workspace.open(home)
     try:
@@ -69,24 +66,7 @@ def test_mloop_serve_runs_the_controller_and_stops_it(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mloop",
-                "--workspace",
-                str(home),
-                "serve",
-                "--port",
-                str(port),
-                "--loop-interval",
-                "1s",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MLOOP_HOME": str(home)},
-        )
+    server = start_server(home, port, log_path, "--loop-interval", "1s")
     server_box.append(server)
     wait_ready(url, server)
     answer = httpx.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -95,3 +96,20 @@ def fmt_num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def read_yaml(file: Path) -> Any:
+    """A YAML (or JSON) file's content; InvalidInput says what is wrong and where."""
+    import yaml
+
+    from mloop.core.errors import InvalidInput
+
+    try:
+        return yaml.safe_load(file.read_text())
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {file}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidInput(f"{file} is not valid YAML{where}: {problem}") from None

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from mloop.cli._common import console, fmt_time, new_app, open_workspace, print_json
+from mloop.cli._common import (
+    console,
+    fmt_time,
+    new_app,
+    open_workspace,
+    print_json,
+    read_yaml,
+)
 
 if TYPE_CHECKING:
     from mloop.serving import Deployment, DeploymentSpec
@@ -80,17 +87,7 @@ def _spec(
     if file is not None:
         if model or variant or canary or shadow:
             raise InvalidInput("give either --file or the model options, not both")
-        import yaml
-
-        try:
-            body: Any = yaml.safe_load(file.read_text())
-        except FileNotFoundError:
-            raise InvalidInput(f"no such file: {file}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InvalidInput(f"{file} is not valid YAML{where}: {problem}") from None
+        body: Any = read_yaml(file)
         if isinstance(body, dict):
             body.pop("name", None)
         return check_spec(body)

@@ -8,27 +8,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mloop.cli._common import console, fmt_time, new_app, open_workspace, print_json
+from mloop.cli._common import (
+    console,
+    fmt_time,
+    new_app,
+    open_workspace,
+    print_json,
+    read_yaml,
+)
 
 app = new_app("The closed loop: retrain on a trigger, gate, canary, promote or roll back.")
 
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-def _read_policy(file: Path) -> Any:
-    import yaml
-
-    from mloop.core.errors import InvalidInput
-
-    try:
-        return yaml.safe_load(file.read_text())
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {file}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidInput(f"{file} is not valid YAML{where}: {problem}") from None
 
 
 @app.command("set")
@@ -42,7 +33,7 @@ def set_policy(
 ) -> None:
     """Set (or replace) MODEL's retraining policy; everything it names is checked now."""
     ws = open_workspace(ctx)
-    policy = ws.loop.set_policy(model, _read_policy(file))
+    policy = ws.loop.set_policy(model, read_yaml(file))
     if as_json:
         print_json(policy.model_dump(mode="json"))
         return
