@@ -21,6 +21,14 @@ from mloop.cli._common import (
 app = new_app("Monitoring: is the traffic still like the training data?")
 
 
+ModelRef = Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")]
+Window = Annotated[str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")]
+Sliding = Annotated[
+    int, typer.Option(help="Merge this many windows ending at each one (a sliding window).")
+]
+Last = Annotated[int | None, typer.Option(help="Only the newest N windows.")]
+
+
 def _cells(col: Any) -> list[str]:
     """A column's verdict as table cells: column, kind, method, statistic, rule, PSI, flag."""
     stat = "-" if col.statistic is None else f"{col.statistic:.4f}"
@@ -234,31 +242,20 @@ def _datasets(
 @app.command()
 def windows(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")],
-    window: Annotated[
-        str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")
-    ] = "1h",
-    sliding: Annotated[
-        int, typer.Option(help="Merge this many windows ending at each one (a sliding window).")
-    ] = 1,
+    model: ModelRef,
+    window: Window = "1h",
+    sliding: Sliding = 1,
     against: Annotated[
         str, typer.Option(help="Compare with the training data, or the previous window.")
     ] = "training",
-    last: Annotated[int | None, typer.Option(help="Only the newest N windows.")] = None,
+    last: Last = None,
     fail_on_drift: Annotated[
         bool, typer.Option("--fail-on-drift", help="Exit 1 when the newest window drifted.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Drift per window of served traffic, from summaries kept up to date incrementally."""
-    from datetime import timedelta
-
-    from mloop.data import parse_duration
-
-    try:
-        width = timedelta(seconds=parse_duration(window))
-    except ValueError:
-        fail(f"--window {window!r} is not a duration such as 15m, 1h or 1d")
+    width = _width(window)
     ws = open_workspace(ctx)
     results = ws.monitoring.window_drift(
         model, width=width, sliding=sliding, against=against, last=last
@@ -296,14 +293,10 @@ def windows(
 @app.command()
 def quality(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")],
-    window: Annotated[
-        str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")
-    ] = "1h",
-    sliding: Annotated[
-        int, typer.Option(help="Merge this many windows ending at each one (a sliding window).")
-    ] = 1,
-    last: Annotated[int | None, typer.Option(help="Only the newest N windows.")] = None,
+    model: ModelRef,
+    window: Window = "1h",
+    sliding: Sliding = 1,
+    last: Last = None,
     fail_on_issue: Annotated[
         bool, typer.Option("--fail-on-issue", help="Exit 1 when the newest window failed.")
     ] = False,
@@ -374,14 +367,10 @@ def quality_table(result: Any) -> Table:
 @app.command()
 def report(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", "-m", help="NAME, NAME@ALIAS or NAME@N")],
+    model: ModelRef,
     output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write.")],
-    window: Annotated[
-        str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")
-    ] = "1h",
-    sliding: Annotated[
-        int, typer.Option(help="Merge this many windows ending at each one (a sliding window).")
-    ] = 1,
+    window: Window = "1h",
+    sliding: Sliding = 1,
     against: Annotated[
         str, typer.Option(help="Compare with the training data, or the previous window.")
     ] = "training",
@@ -499,10 +488,8 @@ def performance(
     model: Annotated[
         str, typer.Option("--model", "-m", help="NAME (every version), NAME@ALIAS or NAME@N")
     ],
-    window: Annotated[
-        str, typer.Option("--window", "-w", help="Tumbling window width: 15m, 1h, 1d.")
-    ] = "1h",
-    last: Annotated[int | None, typer.Option(help="Only the newest N windows.")] = None,
+    window: Window = "1h",
+    last: Last = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Live metrics per window and version, from labels sent back (feedback)."""
