@@ -267,3 +267,26 @@ def test_a_pass_whose_controller_died_while_training_ends_failed(lws: Workspace)
     assert (ended.id, ended.state) == ("0" * 32, "failed")
     assert "the controller stopped while training" in ended.outcome
     assert lws.loop.trigger("loans").state == "canary"  # the next pass can start
+
+
+def test_the_database_holds_one_active_pass_per_model(lws: Workspace) -> None:
+    # what two controllers claiming at the same moment would write: the second insert fails
+    t = tables.loop_runs
+    row = {
+        "model_name": "loans",
+        "state": "training",
+        "trigger": "manual",
+        "reason": "race",
+        "started_at": 1,
+        "updated_at": 1,
+        "detail": {},
+    }
+    with lws.db.write() as conn:
+        conn.execute(t.insert().values(id="a" * 32, **row))
+    with pytest.raises(sa.exc.IntegrityError), lws.db.write() as conn:
+        conn.execute(t.insert().values(id="b" * 32, **row))
+    # ended passes do not count
+    with lws.db.write() as conn:
+        conn.execute(t.update().where(t.c.id == "a" * 32).values(state="failed"))
+        conn.execute(t.insert().values(id="b" * 32, **row))
+        conn.execute(t.insert().values(id="c" * 32, **{**row, "model_name": "other"}))

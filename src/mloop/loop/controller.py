@@ -300,39 +300,10 @@ class LoopService:
         at = now or self._now()
         champion = self._champion(model, policy)
         run_id = new_id()
-        t = tables.loop_runs
-        with self._db.write() as conn:
-            busy = conn.execute(
-                sa.select(t.c.id).where(t.c.model_name == model, t.c.state.in_(ACTIVE))
-            ).first()
-            if busy is not None:
-                raise InvalidInput(f"a pass of the loop for {model!r} is running ({busy.id})")
-            conn.execute(
-                t.insert().values(
-                    id=run_id,
-                    model_name=model,
-                    state="training",
-                    trigger=trigger,
-                    reason=reason,
-                    champion_version=champion.version if champion else None,
-                    candidate_version=None,
-                    started_at=to_ms(at),
-                    updated_at=to_ms(at),
-                    ended_at=None,
-                    detail={},
-                )
-            )
-            AuditLog.record(
-                conn,
-                "loop.trigger",
-                "model",
-                model,
-                {"run": run_id, "trigger": trigger, "reason": reason},
-            )
-            if champion is not None:
-                LineageStore.add(
-                    conn, ("model_version", champion.id), ("loop_run", run_id), "retrained_by"
-                )
+        try:
+            self._claim(model, run_id, trigger, reason, champion, at)
+        except sa.exc.IntegrityError:  # another controller claimed it between check and insert
+            raise InvalidInput(f"a pass of the loop for {model!r} is running") from None
         log.info("loop %s for %s: %s — training", run_id, model, reason)
         try:
             candidate = run_recipe(
@@ -388,6 +359,51 @@ class LoopService:
             },
             audit="loop.canary",
         )
+
+    def _claim(
+        self,
+        model: str,
+        run_id: str,
+        trigger: str,
+        reason: str,
+        champion: ModelVersion | None,
+        at: datetime,
+    ) -> None:
+        """Insert the pass in state training, unless one is under way (the partial unique
+        index ux_loop_runs_active settles a race between two controllers)."""
+        t = tables.loop_runs
+        with self._db.write() as conn:
+            busy = conn.execute(
+                sa.select(t.c.id).where(t.c.model_name == model, t.c.state.in_(ACTIVE))
+            ).first()
+            if busy is not None:
+                raise InvalidInput(f"a pass of the loop for {model!r} is running ({busy.id})")
+            conn.execute(
+                t.insert().values(
+                    id=run_id,
+                    model_name=model,
+                    state="training",
+                    trigger=trigger,
+                    reason=reason,
+                    champion_version=champion.version if champion else None,
+                    candidate_version=None,
+                    started_at=to_ms(at),
+                    updated_at=to_ms(at),
+                    ended_at=None,
+                    detail={},
+                )
+            )
+            AuditLog.record(
+                conn,
+                "loop.trigger",
+                "model",
+                model,
+                {"run": run_id, "trigger": trigger, "reason": reason},
+            )
+            if champion is not None:
+                LineageStore.add(
+                    conn, ("model_version", champion.id), ("loop_run", run_id), "retrained_by"
+                )
 
     # -- the canary -------------------------------------------------------------------------
 

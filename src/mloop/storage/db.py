@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from mloop.core.errors import InvalidInput, StorageError
 
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_ID = 724101  # the PostgreSQL advisory lock one migrator holds at a time
 _WRITE = "mloop_write"

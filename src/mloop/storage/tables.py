@@ -549,6 +549,7 @@ alert_events = sa.Table(
 # -- revision 0012 ---------------------------------------------------------------------------
 
 # the closed loop: a retraining policy per registered model, and each pass of the loop
+LOOP_ACTIVE = "state IN ('training', 'gating', 'canary')"  # a pass still under way
 loop_policies = sa.Table(
     "loop_policies",
     metadata,
@@ -574,4 +575,12 @@ loop_runs = sa.Table(
     sa.Column("updated_at", MS, nullable=False),
     sa.Column("ended_at", MS, nullable=True),
     sa.Column("detail", sa.JSON, nullable=False),
+    # revision 0013: one active pass per model, even with two controllers claiming at once
+    sa.Index(
+        "ux_loop_runs_active",
+        "model_name",
+        unique=True,
+        sqlite_where=sa.text(LOOP_ACTIVE),
+        postgresql_where=sa.text(LOOP_ACTIVE),
+    ),
 )
