@@ -60,3 +60,22 @@ def test_window_drift_quality_and_report(client: TestClient) -> None:
         )
         bad = client.get(f"/v1/models/{MODEL}/windows/drift", params={"against": "yesterday"})
         assert bad.status_code == 422
+
+
+def test_absurd_numbers_are_clear_errors_not_crashes(client: TestClient) -> None:
+    with client:
+        for path in ("performance", "windows/drift", "windows/quality", "decay"):
+            is_error(
+                client.get(f"/v1/models/{MODEL}/{path}", params={"window": "99999999999d"}),
+                400,
+                "INVALID_INPUT",
+            )
+        huge = {"labels": [{"request_id": "x", "row_index": 10**20, "label": 1}]}
+        assert client.post("/v1/feedback", json=huge).status_code == 422
+        policy = {
+            "triggers": [{"type": "labels", "min_new": 1}],
+            "recipe": "retrain",
+            "cooldown": "99999999999d",
+        }
+        body = is_error(client.put(f"/v1/loop/{MODEL}/policy", json=policy), 400, "INVALID_INPUT")
+        assert "cooldown" in body["message"]

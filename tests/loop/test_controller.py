@@ -290,3 +290,163 @@ def test_the_database_holds_one_active_pass_per_model(lws: Workspace) -> None:
         conn.execute(t.update().where(t.c.id == "a" * 32).values(state="failed"))
         conn.execute(t.insert().values(id="b" * 32, **row))
         conn.execute(t.insert().values(id="c" * 32, **{**row, "model_name": "other"}))
+
+
+# -- found in review: every way a pass could be stranded or misread ----------------------------
+
+
+@pytest.mark.parametrize("how", ["disable", "delete"])
+def test_a_canary_whose_policy_is_disabled_or_deleted_is_rolled_back(
+    lws: Workspace, how: str
+) -> None:
+    lws.loop.set_policy("loans", POLICY)
+    run = lws.loop.trigger("loans")
+    assert run.state == "canary"
+    if how == "disable":
+        lws.loop.enable("loans", False)
+    else:
+        lws.loop.delete_policy("loans")
+    (moved,) = lws.loop.tick()
+    assert (moved.id, moved.state) == (run.id, "rolled_back")
+    assert f"the loop policy of loans was {how}d" in moved.outcome
+    assert _spec(lws) == [("main", "loans@champion")]
+    assert lws.deployments.get("loans").strategy == "single"
+
+
+@recipe("test-ended-elsewhere")
+def ended_elsewhere(ctx: RecipeContext) -> Any:
+    """Trains, but meanwhile another controller took the pass for dead and ended it."""
+    t = tables.loop_runs
+    with ctx.ws.db.write() as conn:
+        conn.execute(t.update().where(t.c.state == "training").values(state="failed", ended_at=1))
+    return dummy(ctx)
+
+
+def test_a_pass_ended_elsewhere_while_training_stays_ended(lws: Workspace) -> None:
+    lws.loop.set_policy("loans", {**POLICY, "recipe": "test-ended-elsewhere"})
+    run = lws.loop.trigger("loans")
+    assert run.state == "failed"  # not gating, not canary
+    assert _spec(lws) == [("main", "loans@champion")]
+    assert lws.registry.get_model("loans").aliases["champion"] == 1
+
+
+@recipe("test-interrupted")
+def interrupted(ctx: RecipeContext) -> int:
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_training_ends_the_pass_and_stops(lws: Workspace) -> None:
+    lws.loop.set_policy("loans", {**POLICY, "recipe": "test-interrupted"})
+    with pytest.raises(KeyboardInterrupt):
+        lws.loop.trigger("loans")
+    (run,) = lws.loop.runs("loans")
+    assert (run.state, run.outcome) == ("failed", "interrupted while training")
+    lws.loop.set_policy("loans", {**POLICY, "recipe": "test-broken"})
+    assert lws.loop.trigger("loans").state == "failed"  # the next pass is not blocked
+
+
+def test_a_canary_beside_a_variant_named_challenger_reads_its_own_traffic(
+    lws: Workspace,
+) -> None:
+    lws.deployments.update(
+        "loans", {"variants": [{"name": "challenger", "model": "loans@champion"}]}
+    )
+    lws.loop.set_policy("loans", {**POLICY, "canary": {"percent": 10, "requests": 1000}})
+    run = lws.loop.trigger("loans")
+    assert (run.detail["stable_variant"], run.detail["canary_variant"]) == (
+        "challenger",
+        "challenger-2",
+    )
+    rows = rows_of(concept(40, seed=12))
+    with TestClient(create_app(lws)) as client:
+        served = [
+            client.post(
+                "/v1/deployments/loans/predict", json={"rows": [row], "key": str(i)}
+            ).json()["variant"]
+            for i, row in enumerate(rows)
+        ]
+    (moved,) = lws.loop.tick()
+    assert moved.state == "canary"  # 1,000 requests to go
+    progress = moved.detail["progress"]
+    assert progress["challenger"]["requests"] == served.count("challenger-2")
+    assert progress["stable"]["requests"] == served.count("challenger")
+    assert served.count("challenger-2") < served.count("challenger")
+
+
+def test_promotion_ends_the_pass_even_when_the_deployment_is_gone(lws: Workspace) -> None:
+    lws.loop.set_policy("loans", {**POLICY, "canary": {"percent": 50, "requests": 3}})
+    run = lws.loop.trigger("loans")
+    rows = rows_of(concept(30, seed=13))
+    with TestClient(create_app(lws)) as client:
+        for i, row in enumerate(rows):
+            client.post("/v1/deployments/loans/predict", json={"rows": [row], "key": str(i)})
+    lws.deployments.delete("loans")
+    (moved,) = lws.loop.tick()
+    assert (moved.id, moved.state) == (run.id, "promoted")
+    assert "restoring the deployment failed" in moved.outcome
+    assert lws.registry.get_model("loans").aliases["champion"] == 2
+
+
+@recipe("test-retrain")
+def plain_retrain(ctx: RecipeContext) -> Any:
+    return dummy(ctx) if ctx.params.get("dummy") else new_feature(ctx)
+
+
+def test_a_broken_trigger_does_not_hold_the_others_back(lws: Workspace) -> None:
+    lws.alerts.add(
+        {"name": "gone", "model": "loans@champion", "series": "volume", "op": ">", "threshold": 1}
+    )
+    lws.loop.set_policy(
+        "loans",
+        {
+            **POLICY,
+            "deployment": None,
+            "triggers": [
+                {"type": "alert", "rule": "gone"},
+                {"type": "schedule", "cron": "*/5 * * * *"},
+            ],
+        },
+    )
+    lws.alerts.delete("gone")  # the alert trigger now fails every round
+    t = tables.loop_policies
+    with lws.db.read() as conn:
+        start = from_ms(conn.execute(sa.select(t.c.updated_at)).scalar_one())
+    due = croniter("*/5 * * * *", start).get_next(datetime)
+    moved = lws.loop.tick(now=due)
+    assert [(r.trigger, r.state) for r in moved] == [("schedule", "promoted")]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"canary": {"percent": 10, "requests": None, "duration": "48h"}},
+            "must be shorter than its max_duration",
+        ),
+        (
+            {"canary": {"percent": 10, "guardrails": {"metric": "auc"}}},
+            "the guardrail's metric 'auc' is not a live metric",
+        ),
+        (
+            {"triggers": [{"type": "decay", "metric": "auc"}]},
+            "the decay trigger's metric 'auc' is not a live metric",
+        ),
+        ({"cooldown": "99999999999d"}, "cooldown must be a positive duration"),
+    ],
+)
+def test_policies_that_could_never_work_are_refused(
+    lws: Workspace, change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        lws.loop.set_policy("loans", {**POLICY, **change})
+
+
+def test_status_survives_a_model_deleted_under_its_policy(lws: Workspace) -> None:
+    lws.datasets.ingest(concept(300, seed=14), name="other")
+    lws.training.train("other", "label", model=LOGREG, register="other", plots=False)
+    lws.loop.set_policy("other", {**POLICY, "deployment": None})
+    lws.loop.set_policy("loans", POLICY)
+    lws.registry.delete_model("other")
+    status = {s.model: s for s in lws.loop.status()}
+    assert status["other"].champion is None
+    assert status["loans"].champion == 1

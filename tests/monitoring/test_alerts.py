@@ -4,12 +4,14 @@ history, bad input; Prometheus rules and the collector."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -393,3 +395,49 @@ def test_the_workspace_writes_rules_for_its_deployments(sqlite_ws: Workspace) ->
     [rule] = yaml.safe_load(sqlite_ws.alerts.prometheus_rules())["groups"][0]["rules"]
     assert rule["alert"] == "hot"
     assert 'mloop_deployment_errors_total{deployment="web"}' in rule["expr"]
+
+
+@pytest.mark.postgres
+def test_two_evaluators_at_once_fire_and_notify_once(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL runs the two evaluations' transactions side by side: the rule's row is
+    # locked while one decides, so the other reads the state it left ("firing", notified)
+    from mloop.monitoring.alerts import AlertService
+
+    first = Workspace.open(tmp_path / "ws", database_url=pg_url)
+    second = Workspace.open(tmp_path / "ws", database_url=pg_url)
+    try:
+        train(first)
+        log_rows(first, BASE, drift_frame(50, 2, labelled=False))
+        first.alerts.add(
+            {"name": "busy", "model": MODEL, "series": "volume", "op": ">", "threshold": 0}
+        )
+        both_inside = threading.Barrier(2)
+        original = AlertService._event
+
+        def meet(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_inside.wait(timeout=3)  # only one gets here while the row is locked
+            return original(conn, *args, **kwargs)
+
+        monkeypatch.setattr(AlertService, "_event", staticmethod(meet))
+        at = BASE + timedelta(minutes=1)
+        out: dict[int, list[str]] = {}
+
+        def evaluate(i: int, ws: Workspace) -> None:
+            out[i] = [e.kind for e in ws.alerts.evaluate(at)]
+
+        threads = [
+            threading.Thread(target=evaluate, args=(i, w)) for i, w in enumerate((first, second))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        kinds = sorted(kind for events in out.values() for kind in events)
+        assert kinds == ["firing", "notified"]
+        assert [e.kind for e in first.alerts.history("busy")].count("firing") == 1
+    finally:
+        first.close()
+        second.close()

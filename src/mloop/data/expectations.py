@@ -45,9 +45,19 @@ _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(w|d|h|m|s)", re.ASCII)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+MAX_DURATION_SECONDS = 100 * 366 * 86400  # a century: longer is a typo, and overflows dates
+
+
 def parse_duration(text: str) -> float:
     """Seconds in ``"90s"``, ``"15m"``, ``"6h"``, ``"2d"``, ``"1w"`` or a sum such as
-    ``"1d 12h"``; a bare number is seconds."""
+    ``"1d 12h"``; a bare number is seconds. At most a century."""
+    seconds = _parse_duration(text)
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is longer than a century")
+    return seconds
+
+
+def _parse_duration(text: str) -> float:
     raw = text.strip()
     try:
         seconds = float(raw)

@@ -40,6 +40,7 @@ from mloop.loop.policy import (
     seconds,
 )
 from mloop.loop.recipes import RecipeContext, find_recipe, run_recipe
+from mloop.monitoring import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from mloop.registry import ModelVersion
 from mloop.security import AuditLog, local_actor
 from mloop.storage import LineageStore, tables
@@ -50,6 +51,11 @@ ACTIVE = ("training", "gating", "canary")
 ENDED = ("promoted", "rolled_back", "refused", "failed")
 CHALLENGER = "challenger"  # the canary variant's name in the deployment
 MIN_LATENCY_REQUESTS = 20  # requests each side needs before their latencies are compared
+DEFAULT_MAX_TRAINING = timedelta(hours=6)  # for a pass whose policy is gone
+
+
+class _Lost(Exception):
+    """The pass moved on elsewhere (another controller ended it) since this one read it."""
 
 
 class LoopRun(BaseModel):
@@ -130,6 +136,10 @@ class LoopService:
         for trigger in policy.triggers:
             if isinstance(trigger, AlertTrigger):
                 self._alert_state(trigger.rule)
+            if isinstance(trigger, DecayTrigger) and trigger.metric is not None:
+                _check_metric(trigger.metric, "the decay trigger's metric")
+        if policy.canary is not None and policy.canary.guardrails.metric is not None:
+            _check_metric(policy.canary.guardrails.metric, "the guardrail's metric")
         if policy.deployment is not None:
             deployment = self._ws.deployments.get(policy.deployment)
             wanted = f"{model}@{policy.alias}"
@@ -220,7 +230,7 @@ class LoopService:
                     model=model,
                     enabled=enabled,
                     state=active.state if active else "idle",
-                    champion=self._ws.registry.get_model(model).aliases.get(policy.alias),
+                    champion=self._champion_number(model, policy),
                     active=active,
                     last=last,
                     policy=policy.model_dump(mode="json"),
@@ -231,33 +241,63 @@ class LoopService:
     # -- the controller ---------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None) -> list[LoopRun]:
-        """One round: advance every running canary, then start a pass for each enabled policy
-        whose trigger fires (outside its cooldown). Returns the passes it moved."""
+        """One round: move every pass under way along (advance a canary; end a pass whose
+        controller died, or whose policy was disabled or deleted), then start a pass for each
+        enabled policy whose trigger fires (outside its cooldown). Returns the passes it
+        moved."""
         moved = []
-        for model, policy, _ in self.policies(enabled_only=True):
+        policies = {model: (policy, enabled) for model, policy, enabled in self.policies()}
+        t = tables.loop_runs
+        with self._db.read() as conn:
+            active = [_run(r) for r in conn.execute(sa.select(t).where(t.c.state.in_(ACTIVE)))]
+        for run in active:
             at = now or self._now()
             try:
-                active = self._active(model)
-                if active is not None:
-                    if active.state == "canary":
-                        moved.append(self._advance(active, policy, at))
-                    elif at - active.updated_at > timedelta(seconds=seconds(policy.max_training)):
-                        moved.append(
-                            self._end(
-                                active.id,
-                                "failed",
-                                f"no step since {active.updated_at:%Y-%m-%d %H:%M} UTC: the "
-                                f"controller stopped while {active.state} (max_training "
-                                f"{policy.max_training})",
-                            )
-                        )
-                    continue
+                found = self._tend(run, policies.get(run.model), at)
+            except _Lost:
+                continue
+            except MloopError as exc:
+                log.error("loop for %s: %s", run.model, exc.message)
+                continue
+            if found is not None:
+                moved.append(found)
+        busy = {run.model for run in active}
+        for model, (policy, enabled) in policies.items():
+            if not enabled or model in busy:
+                continue
+            at = now or self._now()
+            try:
                 fired = self._fired(model, policy, at)
                 if fired is not None:
                     moved.append(self.start(model, fired[0], fired[1], now=at))
             except MloopError as exc:
                 log.error("loop for %s: %s", model, exc.message)
         return moved
+
+    def _tend(
+        self, run: LoopRun, found: tuple[LoopPolicy, bool] | None, at: datetime
+    ) -> LoopRun | None:
+        policy, enabled = found if found is not None else (None, False)
+        if run.state == "canary":
+            if policy is None or not enabled:
+                why = "was deleted" if policy is None else "was disabled"
+                return self._rollback(run, f"the loop policy of {run.model} {why}")
+            return self._advance(run, policy, at)
+        limit = (
+            timedelta(seconds=seconds(policy.max_training))
+            if policy is not None
+            else DEFAULT_MAX_TRAINING
+        )
+        if at - run.updated_at > limit:
+            return self._end(
+                run.id,
+                "failed",
+                f"no sign of life since {run.updated_at:%Y-%m-%d %H:%M} UTC: the controller "
+                f"stopped while {run.state}",
+                expected=(run.state,),
+                expected_updated_ms=to_ms(run.updated_at),
+            )
+        return None
 
     def run_forever(
         self,
@@ -306,6 +346,26 @@ class LoopService:
             raise InvalidInput(f"a pass of the loop for {model!r} is running") from None
         log.info("loop %s for %s: %s — training", run_id, model, reason)
         try:
+            return self._carry_out(run_id, model, policy, champion, reason)
+        except _Lost:
+            log.warning("loop %s for %s was ended elsewhere while it ran", run_id, model)
+            return self.get_run(run_id)
+
+    def _carry_out(
+        self,
+        run_id: str,
+        model: str,
+        policy: LoopPolicy,
+        champion: ModelVersion | None,
+        reason: str,
+    ) -> LoopRun:
+        beat = min(60.0, seconds(policy.max_training) / 4)
+        stop_beating = threading.Event()
+        heart = threading.Thread(
+            target=self._heartbeat, args=(run_id, beat, stop_beating), daemon=True
+        )
+        heart.start()
+        try:
             candidate = run_recipe(
                 find_recipe(policy.recipe.name),
                 RecipeContext(
@@ -320,9 +380,21 @@ class LoopService:
         except Exception as exc:
             message = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
             return self._end(run_id, "failed", f"the recipe failed: {message}", model=model)
+        except BaseException:  # Ctrl-C, SystemExit: the pass must not stay "training"
+            self._end(run_id, "failed", "interrupted while training", model=model)
+            raise
+        finally:
+            stop_beating.set()
+            heart.join()
         with self._db.write() as conn:
             LineageStore.add(conn, ("loop_run", run_id), ("model_version", candidate.id), "trained")
-        self._move(run_id, "gating", f"trained {candidate.ref}", candidate=candidate.version)
+        self._move(
+            run_id,
+            "gating",
+            f"trained {candidate.ref}",
+            candidate=candidate.version,
+            expected=("training",),
+        )
         try:
             check = self._ws.promotion.check(model, candidate.version)
         except Exception as exc:
@@ -340,9 +412,8 @@ class LoopService:
             return self._promote(run_id, model, candidate, "passed the gates (no canary)", gates)
         try:
             original = self._ws.deployments.get(policy.deployment).spec()
-            self._ws.deployments.update(
-                policy.deployment, self._canary_spec(original, model, policy, candidate)
-            )
+            spec, stable, challenger = self._canary_spec(original, model, policy, candidate)
+            self._ws.deployments.update(policy.deployment, spec)
         except Exception as exc:
             message = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
             return self._end(run_id, "failed", f"the canary could not start: {message}")
@@ -355,10 +426,28 @@ class LoopService:
                 "gates": gates,
                 "deployment": policy.deployment,
                 "original_spec": original.model_dump(mode="json"),
+                "stable_variant": stable,
+                "canary_variant": challenger,
                 "canary_started_ms": to_ms(self._now()),
             },
             audit="loop.canary",
+            expected=("gating",),
         )
+
+    def _heartbeat(self, run_id: str, every: float, stop: threading.Event) -> None:
+        """While the recipe runs: a pass that shows no sign of life for max_training is
+        taken for dead (its controller stopped), so a slow training keeps saying it lives."""
+        t = tables.loop_runs
+        while not stop.wait(every):
+            try:
+                with self._db.write() as conn:
+                    conn.execute(
+                        t.update()
+                        .where(t.c.id == run_id, t.c.state == "training")
+                        .values(updated_at=to_ms(self._now()))
+                    )
+            except Exception:  # a database hiccup: the next beat tries again
+                log.exception("loop %s: heartbeat failed", run_id)
 
     def _claim(
         self,
@@ -408,23 +497,31 @@ class LoopService:
     # -- the canary -------------------------------------------------------------------------
 
     @staticmethod
-    def _canary_spec(original: Any, model: str, policy: LoopPolicy, candidate: ModelVersion) -> Any:
+    def _canary_spec(
+        original: Any, model: str, policy: LoopPolicy, candidate: ModelVersion
+    ) -> tuple[Any, str, str]:
+        """The deployment with the challenger beside the variant serving MODEL@ALIAS, and
+        the two variants' names (the challenger's unused by any other variant)."""
         assert policy.canary is not None
         wanted = f"{model}@{policy.alias}"
         stable = next(v for v in original.served() if v.model == wanted)
+        taken = {v.name for v in original.variants}
+        names = (CHALLENGER, *(f"{CHALLENGER}-{i}" for i in range(2, 100)))
+        name = next(n for n in names if n not in taken)
         challenger = stable.model_copy(
             update={
-                "name": CHALLENGER if stable.name != CHALLENGER else "challenger-2",
+                "name": name,
                 "model": f"{model}@{candidate.version}",
                 "weight": policy.canary.percent,
             }
         )
-        return original.model_copy(
+        spec = original.model_copy(
             update={
                 "strategy": "canary",
                 "variants": [stable, challenger, *original.shadows()],
             }
         )
+        return spec, stable.name, name
 
     def traffic(
         self, deployment: str, since_ms: int, until_ms: int | None = None
@@ -476,8 +573,8 @@ class LoopService:
             return self._rollback(run, "the policy no longer has a canary for this pass")
         started = int(run.detail["canary_started_ms"])
         traffic = self.traffic(deployment, started)
-        stable_name = self._stable_name(run)
-        mine = traffic.get(CHALLENGER) or traffic.get("challenger-2")
+        mine = traffic.get(str(run.detail.get("canary_variant", CHALLENGER)))
+        stable_name = run.detail.get("stable_variant") or self._stable_name(run)
         theirs = traffic.get(stable_name) if stable_name else None
         progress = {
             "challenger": mine.model_dump() if mine else None,
@@ -505,9 +602,10 @@ class LoopService:
             )
         if elapsed >= seconds(canary.max_duration) * 1000:
             got = mine.requests if mine else 0
+            wanted = f" of {canary.requests}" if canary.requests is not None else ""
             return self._rollback(
                 run,
-                f"the canary got {got} of {canary.requests} requests in {canary.max_duration}",
+                f"the canary got {got}{wanted} requests in {canary.max_duration}, its max_duration",
                 progress,
             )
         self._update_detail(run.id, {"progress": progress})
@@ -564,7 +662,7 @@ class LoopService:
             "champion": theirs_value,
             "labels": [a.labeled, b.labeled],
         }
-        lower_is_better = metric in ("rmse", "mae", "mse", "log_loss")
+        lower_is_better = metric in LOWER_IS_BETTER
         worse = (
             (mine_value - theirs_value) / max(abs(theirs_value), 1e-12)
             if lower_is_better
@@ -580,7 +678,10 @@ class LoopService:
 
     def _stable_name(self, run: LoopRun) -> str | None:
         spec = run.detail.get("original_spec") or {}
-        policy_alias = self.get_policy(run.model).alias
+        try:
+            policy_alias = self.get_policy(run.model).alias
+        except NotFound:
+            return None
         wanted = f"{run.model}@{policy_alias}"
         for variant in spec.get("variants", []):
             if variant.get("model") == wanted and not variant.get("shadow"):
@@ -611,6 +712,7 @@ class LoopService:
             f"rolled back: {reason}",
             detail={"progress": progress} if progress else None,
             audit="loop.rollback",
+            expected=("canary",),
         )
 
     def _promote(
@@ -624,22 +726,36 @@ class LoopService:
         progress: dict[str, Any] | None = None,
         restore: LoopRun | None = None,
     ) -> LoopRun:
+        expected = ("canary",) if restore is not None else ("gating",)
         try:
             self._ws.promotion.promote(model, candidate.version, reason=f"loop {run_id}: {why}")
         except Exception as exc:
             message = exc.message if isinstance(exc, MloopError) else f"{type(exc).__name__}: {exc}"
-            if restore is not None:
-                self._restore(restore)
-            return self._end(run_id, "refused", f"promotion refused: {message}")
-        if restore is not None:
-            self._restore(restore)  # the deployment's stable variant follows the alias
+            note = self._restored(restore)
+            return self._end(
+                run_id, "refused", f"promotion refused: {message}{note}", expected=expected
+            )
+        # the deployment's stable variant follows the alias: back to the spec it had
+        note = self._restored(restore)
         return self._end(
             run_id,
             "promoted",
-            f"promoted {candidate.ref}: {why}",
+            f"promoted {candidate.ref}: {why}{note}",
             detail={"gates": gates, **({"progress": progress} if progress else {})},
             audit="loop.promote",
+            expected=expected,
         )
+
+    def _restored(self, run: LoopRun | None) -> str:
+        """Put the deployment back as it was before the canary; a note when that failed (the
+        pass ends all the same: the alias is what decides what the stable variant serves)."""
+        if run is None:
+            return ""
+        try:
+            self._restore(run)
+        except MloopError as exc:
+            return f"; restoring the deployment failed: {exc.message}"
+        return ""
 
     # -- triggers ---------------------------------------------------------------------------
 
@@ -656,6 +772,9 @@ class LoopService:
                 reason = self._check(model, policy, trigger, since, now)
             except NotFound:
                 reason = None  # nothing to judge yet (no traffic, no labels)
+            except MloopError as exc:  # this trigger is broken; the others still count
+                log.error("loop for %s: the %s trigger: %s", model, trigger.type, exc.message)
+                reason = None
             if reason is not None:
                 return trigger.type, reason
         return None
@@ -723,6 +842,13 @@ class LoopService:
 
     # -- records ----------------------------------------------------------------------------
 
+    def _champion_number(self, model: str, policy: LoopPolicy) -> int | None:
+        try:
+            number: int | None = self._ws.registry.get_model(model).aliases.get(policy.alias)
+        except NotFound:  # the model was deleted under its policy
+            return None
+        return number
+
     def _champion(self, model: str, policy: LoopPolicy) -> ModelVersion | None:
         number = self._ws.registry.get_model(model).aliases.get(policy.alias)
         return self._ws.registry.get_version(model, number) if number is not None else None
@@ -756,12 +882,20 @@ class LoopService:
         audit: str | None = None,
         ended: bool = False,
         model: str | None = None,
+        expected: tuple[str, ...] = ACTIVE,
+        expected_updated_ms: int | None = None,
     ) -> LoopRun:
+        """Move the pass to ``state`` if it is still in an ``expected`` state (and, when
+        given, was last updated at ``expected_updated_ms``); _Lost if it moved on elsewhere."""
         t = tables.loop_runs
         now = to_ms(self._now())
         with self._db.write() as conn:
-            row = conn.execute(sa.select(t).where(t.c.id == run_id)).first()
+            row = conn.execute(sa.select(t).where(t.c.id == run_id).with_for_update()).first()
             assert row is not None
+            if row.state not in expected or (
+                expected_updated_ms is not None and row.updated_at != expected_updated_ms
+            ):
+                raise _Lost(run_id)
             values: dict[str, Any] = {
                 "state": state,
                 "updated_at": now,
@@ -778,7 +912,11 @@ class LoopService:
                 values["candidate_version"] = candidate
             if ended:
                 values["ended_at"] = now
-            conn.execute(t.update().where(t.c.id == run_id).values(**values))
+            changed = conn.execute(
+                t.update().where(t.c.id == run_id, t.c.state == row.state).values(**values)
+            ).rowcount
+            if changed != 1:
+                raise _Lost(run_id)
             AuditLog.record(
                 conn,
                 audit or f"loop.{state}",
@@ -798,12 +936,30 @@ class LoopService:
         detail: dict[str, Any] | None = None,
         audit: str | None = None,
         model: str | None = None,
+        expected: tuple[str, ...] = ACTIVE,
+        expected_updated_ms: int | None = None,
     ) -> LoopRun:
-        return self._move(run_id, state, note, detail=detail, audit=audit, ended=True, model=model)
+        return self._move(
+            run_id,
+            state,
+            note,
+            detail=detail,
+            audit=audit,
+            ended=True,
+            model=model,
+            expected=expected,
+            expected_updated_ms=expected_updated_ms,
+        )
 
     @staticmethod
     def _now() -> datetime:
         return datetime.now(UTC)
+
+
+def _check_metric(metric: str, what: str) -> None:
+    if metric not in HIGHER_IS_BETTER and metric not in LOWER_IS_BETTER:
+        known = ", ".join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
+        raise InvalidInput(f"{what} {metric!r} is not a live metric; one of {known}")
 
 
 def _default_metric(metrics: dict[str, float]) -> str:

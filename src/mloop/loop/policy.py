@@ -163,6 +163,11 @@ class Canary(BaseModel):
     def _some_end(self) -> Canary:
         if self.requests is None and self.duration is None:
             raise ValueError("a canary needs 'requests', 'duration' or both to know when to end")
+        if self.duration is not None and seconds(self.duration) >= seconds(self.max_duration):
+            raise ValueError(
+                f"the canary's duration ({self.duration}) must be shorter than its max_duration "
+                f"({self.max_duration}), after which it is rolled back"
+            )
         return self
 
 

@@ -11,6 +11,8 @@ from mloop.monitoring.drift import (
 )
 from mloop.monitoring.feedback_stream import FeedbackStream, FeedbackStreamStats
 from mloop.monitoring.performance import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
     DecayReport,
     FeedbackResult,
     PerformanceService,
@@ -32,6 +34,8 @@ from mloop.monitoring.summary import Profile, Summary, Thresholds, compare
 
 __all__ = [
     "EFFECT_SIZE",
+    "HIGHER_IS_BETTER",
+    "LOWER_IS_BETTER",
     "P_VALUE",
     "SMALL_SAMPLE",
     "Alert",

@@ -389,7 +389,13 @@ class AlertService:
         events: builtins.list[AlertEvent] = []
         notify: str | None = None  # "firing" or "resolved"
         with self._db.write() as conn:
-            row = conn.execute(sa.select(t).where(t.c.name == alert.name)).mappings().first()
+            # locked (PostgreSQL: FOR UPDATE; SQLite's write transaction is exclusive): a
+            # second evaluator reads the state this one leaves, so it does not fire twice
+            row = (
+                conn.execute(sa.select(t).where(t.c.name == alert.name).with_for_update())
+                .mappings()
+                .first()
+            )
             if row is None or not row["enabled"]:
                 return []
             current = _alert(row)

@@ -64,6 +64,7 @@ HIGHER_IS_BETTER = frozenset(
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss", "brier"})
 _SHOWN = 5  # unknown ids or bad labels named in an error
 _ITEM_KEYS = frozenset({"request_id", "row_index", "label", "labels"})
+MAX_ROW_INDEX = 2**31 - 1  # the prediction log's row_index column is a 32-bit integer
 # class labels decode as the target's own type (as the monitoring service decodes predictions)
 _LABEL_TYPES: dict[str, str] = {"integer": "Int64", "float": "Float64", "boolean": "Boolean"}
 
@@ -176,9 +177,10 @@ def _items(labels: Any) -> tuple[list[str], list[int], list[Any]]:
         if "label" not in item:
             raise InvalidInput(f"label {i} (request {rid}) has no label")
         row = item.get("row_index", 0)
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW_INDEX:
             raise InvalidInput(
-                f"label {i} (request {rid}): row_index must be a whole number ≥ 0, got {row!r}"
+                f"label {i} (request {rid}): row_index must be a whole number from 0 to "
+                f"{MAX_ROW_INDEX}, got {row!r}"
             )
         ids.append(rid)
         rows.append(row)

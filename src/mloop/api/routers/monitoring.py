@@ -35,7 +35,7 @@ class Label(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1)
-    row_index: int | None = Field(default=None, ge=0)
+    row_index: int | None = Field(default=None, ge=0, le=2**31 - 1)
     label: Any = None
     labels: list[Any] | None = None
 
