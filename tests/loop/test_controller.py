@@ -183,6 +183,10 @@ def test_the_schedule_fires_once_per_due_time_and_the_cooldown_holds(lws: Worksp
     start = due
     # a due time has passed again, but the cooldown (20m after the last pass) holds it back
     assert lws.loop.tick(now=start + timedelta(minutes=12)) == []
+    # once the cooldown is over, the due time that passed meanwhile fires the next pass
+    second = lws.loop.tick(now=start + timedelta(minutes=21))
+    assert [(r.trigger, r.state) for r in second] == [("schedule", "promoted")]
+    assert second[0].id != first[0].id
 
 
 def test_a_drift_trigger_names_the_drifted_inputs(lws: Workspace) -> None:
