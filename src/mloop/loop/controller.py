@@ -534,7 +534,7 @@ class LoopService:
         where = [
             p.c.deployment == deployment,
             p.c.ts >= since_ms,
-            sa.or_(p.c.shadow.is_(None), p.c.shadow.is_(False)),
+            tables.NOT_SHADOW,
         ]
         if until_ms is not None:
             where.append(p.c.ts < until_ms)
@@ -573,9 +573,8 @@ class LoopService:
             return self._rollback(run, "the policy no longer has a canary for this pass")
         started = int(run.detail["canary_started_ms"])
         traffic = self.traffic(deployment, started)
-        mine = traffic.get(str(run.detail.get("canary_variant", CHALLENGER)))
-        stable_name = run.detail.get("stable_variant") or self._stable_name(run)
-        theirs = traffic.get(stable_name) if stable_name else None
+        mine = traffic.get(str(run.detail.get("canary_variant")))
+        theirs = traffic.get(str(run.detail.get("stable_variant")))
         progress = {
             "challenger": mine.model_dump() if mine else None,
             "stable": theirs.model_dump() if theirs else None,
@@ -674,18 +673,6 @@ class LoopService:
                 f"on {a.labeled} and {b.labeled} labeled predictions: worse by more than "
                 f"{rails.max_metric_drop:g}"
             )
-        return None
-
-    def _stable_name(self, run: LoopRun) -> str | None:
-        spec = run.detail.get("original_spec") or {}
-        try:
-            policy_alias = self.get_policy(run.model).alias
-        except NotFound:
-            return None
-        wanted = f"{run.model}@{policy_alias}"
-        for variant in spec.get("variants", []):
-            if variant.get("model") == wanted and not variant.get("shadow"):
-                return str(variant["name"])
         return None
 
     def _restore(self, run: LoopRun) -> None:
@@ -817,13 +804,7 @@ class LoopService:
                 return f"schedule: {trigger.cron} was due at {due:%Y-%m-%d %H:%M} UTC"
             return None
         if isinstance(trigger, LabelsTrigger):
-            f = tables.feedback
-            with self._db.read() as conn:
-                count = conn.execute(
-                    sa.select(sa.func.count()).where(
-                        f.c.model_name == model, f.c.received_at >= since_ms
-                    )
-                ).scalar_one()
+            count = self._ws.performance.labeled_count(model, since_ms)
             if count >= trigger.min_new:
                 return f"labels: {count} new labeled predictions (≥ {trigger.min_new})"
             return None
@@ -833,12 +814,12 @@ class LoopService:
         raise InvalidInput(f"unknown trigger {trigger!r}")
 
     def _alert_state(self, rule: str) -> str:
-        t = tables.alert_rules
-        with self._db.read() as conn:
-            state = conn.execute(sa.select(t.c.state).where(t.c.name == rule)).scalar()
-        if state is None:
-            raise InvalidInput(f"the policy names alert rule {rule!r}, which does not exist")
-        return str(state)
+        try:
+            return str(self._ws.alerts.get(rule).state)
+        except NotFound:
+            raise InvalidInput(
+                f"the policy names alert rule {rule!r}, which does not exist"
+            ) from None
 
     # -- records ----------------------------------------------------------------------------
 
@@ -912,11 +893,7 @@ class LoopService:
                 values["candidate_version"] = candidate
             if ended:
                 values["ended_at"] = now
-            changed = conn.execute(
-                t.update().where(t.c.id == run_id, t.c.state == row.state).values(**values)
-            ).rowcount
-            if changed != 1:
-                raise _Lost(run_id)
+            conn.execute(t.update().where(t.c.id == run_id).values(**values))
             AuditLog.record(
                 conn,
                 audit or f"loop.{state}",

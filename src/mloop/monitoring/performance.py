@@ -126,11 +126,6 @@ def _width_ms(width: timedelta) -> int:
     return ms
 
 
-def _served(p: sa.Table) -> sa.ColumnElement[bool]:
-    """Rows a client got back: neither shadow rows nor failed requests."""
-    return sa.and_(sa.or_(p.c.shadow.is_(None), p.c.shadow.is_(False)), p.c.error.is_(None))
-
-
 def _shown(values: Sequence[Any]) -> str:
     names = ", ".join(str(v) for v in values[:_SHOWN])
     more = len(values) - _SHOWN
@@ -363,7 +358,8 @@ class PerformanceService:
                         sa.select(
                             p.c.request_id, p.c.row_index, p.c.model_name, p.c.model_version, p.c.ts
                         ).where(
-                            p.c.request_id.in_(unique[start : start + LOOKUP_BATCH]), _served(p)
+                            p.c.request_id.in_(unique[start : start + LOOKUP_BATCH]),
+                            tables.ANSWERED,
                         )
                     ).all()
                 )
@@ -533,7 +529,7 @@ class PerformanceService:
                     p.c.model_version == f.c.model_version,
                 ),
             )
-            .where(f.c.model_name == name, _served(p))
+            .where(f.c.model_name == name, tables.ANSWERED)
         )
         if version is not None:
             query = query.where(f.c.model_version == version)
@@ -570,7 +566,7 @@ class PerformanceService:
         bucket = bucket.label("bucket")
         query = (
             sa.select(p.c.model_version, bucket, sa.func.count())
-            .where(p.c.model_name == name, _served(p))
+            .where(p.c.model_name == name, tables.ANSWERED)
             .group_by(p.c.model_version, bucket)
         )
         if version is not None:

@@ -208,7 +208,7 @@ class SeriesService:
             p.c.model_name == version.name,
             p.c.model_version == version.version,
             p.c.ts < until_ms,
-            sa.or_(p.c.shadow.is_(None), p.c.shadow.is_(False)),
+            tables.NOT_SHADOW,
         )
         if since_ms is not None:
             query = query.where(p.c.ts >= since_ms)

@@ -354,8 +354,7 @@ class MonitoringService:
                         p.c.model_name == version.name,
                         p.c.model_version == version.version,
                         p.c.id > cursor,
-                        sa.or_(p.c.shadow.is_(None), p.c.shadow.is_(False)),
-                        p.c.error.is_(None),
+                        tables.ANSWERED,
                     )
                     .order_by(p.c.id)
                     .limit(batch_rows)

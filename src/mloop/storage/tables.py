@@ -227,6 +227,12 @@ predictions = sa.Table(
     sa.Index(None, "model_name", "ts"),
 )
 
+# rows of the prediction log that a client was answered with, or failed on: not a shadow's
+# copy (null on rows logged before revision 0008) ...
+NOT_SHADOW = sa.or_(predictions.c.shadow.is_(None), predictions.c.shadow.is_(False))
+# ... and of those, the ones that hold a prediction
+ANSWERED = sa.and_(NOT_SHADOW, predictions.c.error.is_(None))
+
 # -- revision 0003 ---------------------------------------------------------------------------
 
 latest_metrics = sa.Table(
